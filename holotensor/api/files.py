@@ -1,0 +1,121 @@
+"""safetensors-shaped entry points: ``save_file``, ``load_file`` and ``safe_open``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+
+from holotensor.api.policy import CodecSpec, Policy
+from holotensor.api.writing import TensorSource, write_hct2
+from holotensor.codecs.pipeline import decode_tensor
+from holotensor.dtypes import from_torch
+from holotensor.errors import HoloTensorError
+from holotensor.format.hct2 import HCT2Reader
+from holotensor.format.hct2_header import TensorEntry
+
+__all__ = ["load_file", "safe_open", "save_file"]
+
+
+def save_file(
+    tensors: Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    codec: CodecSpec | None = None,
+    policy: Policy | Mapping[str, CodecSpec] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    *,
+    workers: int | None = None,
+) -> None:
+    """Compress ``tensors`` into the HCT V2 file ``path`` (written atomically).
+
+    Args:
+        tensors: name -> tensor; any dtype of :func:`holotensor.dtypes.supported_dtypes`, any
+            layout (non-contiguous tensors are fine), any device.
+        codec: the default codec (a registered name such as ``"lossless"`` or a config).
+        policy: glob -> codec rules, or a :class:`Policy`; 1-D, norm and bias tensors stay
+            lossless unless a rule gives their exact name.
+        metadata: str -> str, kept in the file.
+
+    Example:
+        >>> save_file({"w": torch.randn(64, 64).bfloat16()}, "w.hct")  # doctest: +SKIP
+    """
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors must be a mapping of name -> tensor, not {type(tensors).__name__}")
+    for name, t in tensors.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"tensor names must be non-empty strings, found {name!r}")
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"value for {name!r} is a {type(t).__name__}, not a torch.Tensor")
+        if t.layout != torch.strided:
+            raise ValueError(f"tensor {name!r} has layout {t.layout}; call .to_dense() first")
+        from_torch(t.dtype)
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise TypeError("metadata must map str to str")
+    sources = [
+        TensorSource(name, t.numel() * t.element_size(), lambda t=t: t) for name, t in tensors.items()
+    ]
+    write_hct2(path, sources, Policy.of(policy, codec), metadata=metadata, workers=workers)
+
+
+def load_file(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Decode every tensor of an HCT V2 file onto ``device``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        HoloTensorError: the file is malformed, corrupt or uses an unknown codec (the message
+            names the file, tensor and fragment).
+    """
+    with safe_open(path, framework="pt", device=device) as f:
+        return {name: f.get_tensor(name) for name in f.keys()}
+
+
+class safe_open:  # noqa: N801 - named like safetensors.safe_open on purpose
+    """Lazy access to an HCT V2 file: the index is read and checked at open, tensors on demand.
+
+    Example:
+        >>> with safe_open("model.hct", framework="pt") as f:  # doctest: +SKIP
+        ...     w = f.get_tensor(f.keys()[0])
+    """
+
+    def __init__(self, path: str | os.PathLike[str], framework: str = "pt", device: str | torch.device = "cpu"):
+        if framework not in ("pt", "torch"):
+            raise ValueError(f"framework {framework!r} is not supported; holotensor returns torch tensors ('pt')")
+        self._device = torch.device(device)
+        self._reader = HCT2Reader(path)
+        self._path = str(path)
+
+    def keys(self) -> list[str]:
+        """Tensor names in file order."""
+        return self._reader.keys()
+
+    def metadata(self) -> dict[str, str]:
+        """The user metadata stored with the file."""
+        return dict(self._reader.metadata)
+
+    def entry(self, name: str) -> TensorEntry:
+        """The index entry of ``name``: dtype, shape, codec, fragments and quality curve."""
+        return self._reader.entry(name)
+
+    def get_tensor(self, name: str, *, fragments: int | None = None) -> torch.Tensor:
+        """Decode tensor ``name`` (from its first ``fragments`` fragments, if given)."""
+        entry = self._reader.entry(name)
+        try:
+            return decode_tensor(
+                entry, lambda i: self._reader.fragment_bytes(name, i), fragments=fragments, device=self._device
+            )
+        except HoloTensorError as exc:
+            raise exc.located(file=self._path) from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> safe_open:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
