@@ -10,17 +10,28 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from holotensor.api import Policy, convert_to_hct, convert_to_safetensors, resolve_codec, safe_open
+import torch
+
+from holotensor.api import (
+    Policy,
+    convert_to_hct,
+    convert_to_safetensors,
+    find_checkpoint,
+    resolve_codec,
+    safe_open,
+)
 from holotensor.codecs import get_codec
 from holotensor.codecs.base import CodecConfig
 from holotensor.dtypes import dtype_info
 from holotensor.errors import HoloTensorError
 from holotensor.format.hct2 import MAGIC
 from holotensor.format.hct2_header import TensorEntry
+from holotensor.format.safetensors_io import SafetensorsReader
 
 __all__ = ["main"]
 
@@ -37,7 +48,10 @@ Compress model checkpoints into HCT V2 fragment files and back.
 def _codec_arg(text: str) -> CodecConfig:
     """``name`` or ``name:key=value,key=value`` (values parsed as JSON when they parse)."""
     name, _, rest = text.partition(":")
-    cls = get_codec(name)
+    try:
+        cls = get_codec(name)
+    except HoloTensorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     kwargs: dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
@@ -85,13 +99,45 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"wrote {dst}: {len(entries)} tensors, {sum(e.nbytes for e in entries):,} bytes")
         return 0
     policy = Policy(rules=args.rule or [], default=args.codec, keep_sensitive_lossless=not args.compress_sensitive)
-    from holotensor.api import find_checkpoint
-    from holotensor.format.safetensors_io import SafetensorsReader
 
     total = sum(e.nbytes for f in find_checkpoint(src) for e in SafetensorsReader(f).entries.values())
+    start = time.perf_counter()
     with _progress(total, args.progress, "convert") as bar:
         entries = convert_to_hct(src, dst, policy=policy, workers=args.workers, on_tensor=lambda e: bar.update(e.nbytes))
+    seconds = time.perf_counter() - start
     _print_table(_rows(entries), dst.stat().st_size)
+    print(f"wrote {dst} in {seconds:.2f} s ({total / seconds / 1e6:,.0f} MB/s)")
+    if args.check:
+        return _check_against_source(find_checkpoint(src), dst)
+    return 0
+
+
+def _check_against_source(files: Sequence[Path], target: Path) -> int:
+    """Decode ``target`` and compare every tensor with the source checkpoint."""
+    from holotensor.analysis import cosine
+
+    exact, count, broken, worst = 0, 0, [], 1.0
+    with safe_open(target) as f:
+        for file in files:
+            reader = SafetensorsReader(file)
+            for name in reader.keys():
+                original, decoded = reader.tensor(name), f.get_tensor(name)
+                count += 1
+                if original.shape == decoded.shape and torch.equal(
+                    original.reshape(-1).view(torch.uint8), decoded.reshape(-1).view(torch.uint8)
+                ):
+                    exact += 1
+                elif get_codec(f.entry(name).codec.name).lossless:
+                    broken.append(name)
+                elif original.is_floating_point():
+                    worst = min(worst, cosine(original, decoded))
+    if broken:
+        print(f"check: FAILED: lossless tensors differ from the source: {', '.join(broken)}")
+        return 1
+    if exact == count:
+        print(f"check: bit-exact round trip, {exact}/{count} tensors identical to the source")
+    else:
+        print(f"check: {exact}/{count} tensors bit-exact; lowest cosine of the lossy ones {worst:.6f}")
     return 0
 
 
@@ -239,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="let the default codec and glob rules apply to 1-D, norm and bias tensors too")
     c.add_argument("--workers", type=int, default=None, help="encoding threads (default: CPU count, max 4)")
     c.add_argument("--fragments", type=int, default=None, help="when decompressing: use at most K leading fragments")
+    c.add_argument("--check", action="store_true",
+                   help="after converting to HCT V2, decode it and compare every tensor with the source")
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     c.set_defaults(func=_cmd_convert)
 

@@ -6,6 +6,7 @@ coders (docs/format.md is the contract).
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -152,11 +153,7 @@ class HCT2Writer:
             return
         self._fh = None
         err = RuntimeError("aborted")
-        try:
-            self._ctx.__exit__(RuntimeError, err, None)
-        except RuntimeError as raised:
-            if raised is not err:
-                raise
+        self._ctx.__exit__(RuntimeError, err, None)  # deletes the temporary file
 
     def __enter__(self) -> HCT2Writer:
         return self
@@ -270,10 +267,8 @@ class HCT2Reader:
         """Release the map and the file. Views handed out earlier must not be used afterwards."""
         if self._map is not None:
             fmap, self._map = self._map, None
-            try:
+            with contextlib.suppress(BufferError):  # a caller still holds a view; freed with it
                 fmap.close()
-            except BufferError:  # a caller still holds a view; the map is freed with it
-                pass
         self._file.close()
 
     def __iter__(self) -> Iterator[str]:

@@ -3,6 +3,7 @@ docs/format.md §6 (steps 6-11). Nothing here reads files; :mod:`holotensor.form
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -328,7 +329,7 @@ class _Parser:
             seen.add(t.name)
             spans.extend((f.offset, f.offset + f.size, t.name, i) for i, f in enumerate(t.fragments) if f.size)
         spans.sort()
-        for (_, end, tname, frag), (start, _, other, other_frag) in zip(spans, spans[1:], strict=False):
+        for (_, end, tname, frag), (start, _, other, other_frag) in itertools.pairwise(spans):
             if start < end:
                 raise self.fail(
                     f"stored bytes overlap those of tensor {other!r} fragment {other_frag}", tensor=tname, fragment=frag

@@ -8,6 +8,7 @@ writes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import mmap
@@ -81,7 +82,7 @@ class SafetensorsReader:
         for name, info in doc.items():
             entries[name] = self._entry(name, info, data_size)
         spans = sorted((e.begin, e.end, e.name) for e in entries.values() if e.nbytes)
-        for (_, end, name), (begin, _, other) in zip(spans, spans[1:], strict=False):
+        for (_, end, name), (begin, _, other) in itertools.pairwise(spans):
             if begin < end:
                 raise FormatError(f"data overlaps that of tensor {other!r}", file=self._name, tensor=name)
         return metadata, entries

@@ -1,0 +1,106 @@
+import os
+
+import pytest
+import torch
+
+import holotensor
+from holotensor.api import Policy
+from holotensor.codecs import LosslessConfig
+from holotensor.errors import ChecksumError, FormatError, HoloTensorError
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().reshape(-1).view(torch.uint8)
+
+
+def sample() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "emb.weight": torch.randn(50, 16, generator=g).bfloat16(),
+        "layer.0.dense.weight": torch.randn(16, 32, generator=g),
+        "layer.0.dense.bias": torch.randn(16, generator=g).half(),
+        "layer.0.LayerNorm.weight": torch.ones(16),
+        "step": torch.tensor(7, dtype=torch.int64),
+        "mask": torch.rand(3, 5, generator=g) > 0.5,
+        "empty": torch.empty(0, 4),
+        "transposed": torch.randn(8, 6, generator=g).t(),
+    }
+
+
+def test_save_load_round_trip(tmp_path):
+    tensors = sample()
+    holotensor.save_file(tensors, tmp_path / "m.hct", metadata={"source": "unit"})
+    loaded = holotensor.load_file(tmp_path / "m.hct")
+    assert list(loaded) == list(tensors)
+    for name, t in tensors.items():
+        assert loaded[name].dtype == t.dtype and loaded[name].shape == t.shape, name
+        assert torch.equal(bits(loaded[name]), bits(t)), name
+
+
+def test_safe_open(tmp_path):
+    tensors = sample()
+    holotensor.save_file(tensors, tmp_path / "m.hct", metadata={"a": "b"})
+    with holotensor.safe_open(tmp_path / "m.hct", framework="pt", device="cpu") as f:
+        assert f.keys() == list(tensors)
+        assert f.metadata() == {"a": "b"}
+        assert torch.equal(f.get_tensor("emb.weight"), tensors["emb.weight"])
+        entry = f.entry("emb.weight")
+        assert entry.codec.name == "lossless" and entry.quality[-1].cosine == 1.0
+    with pytest.raises(ValueError, match="framework"):
+        holotensor.safe_open(tmp_path / "m.hct", framework="flax")
+
+
+def test_policy_keeps_sensitive_tensors_lossless():
+    p = Policy(rules={"*.weight": LosslessConfig(level="max")}, default=LosslessConfig(level="max"))
+    assert p.codec_for("layer.0.LayerNorm.weight", torch.ones(4, 4)) == LosslessConfig()
+    assert p.codec_for("layer.0.dense.bias", torch.ones(4, 4)) == LosslessConfig()
+    assert p.codec_for("x.weight", torch.ones(4)) == LosslessConfig()
+    assert p.codec_for("x.weight", torch.ones(4, 4)) == LosslessConfig(level="max")
+    exact = Policy(rules={"x.bias": LosslessConfig(level="max")})
+    assert exact.codec_for("x.bias", torch.ones(4)) == LosslessConfig(level="max")
+    with pytest.raises(HoloTensorError, match="unknown codec"):
+        Policy(default="nope").codec_for("a", torch.ones(2, 2))
+
+
+def test_save_rejects_bad_input(tmp_path):
+    with pytest.raises(TypeError, match="mapping"):
+        holotensor.save_file([torch.ones(1)], tmp_path / "x.hct")
+    with pytest.raises(TypeError, match=r"not a torch\.Tensor"):
+        holotensor.save_file({"a": [1, 2]}, tmp_path / "x.hct")
+    with pytest.raises(ValueError, match="to_dense"):
+        holotensor.save_file({"a": torch.eye(3).to_sparse()}, tmp_path / "x.hct")
+    with pytest.raises(TypeError, match="complex"):
+        holotensor.save_file({"a": torch.ones(2, dtype=torch.complex64)}, tmp_path / "x.hct")
+    assert not (tmp_path / "x.hct").exists()
+    with pytest.raises(FileNotFoundError):
+        holotensor.save_file({"a": torch.ones(2)}, tmp_path / "no" / "x.hct")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_target(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    with pytest.raises(PermissionError):
+        holotensor.save_file({"a": torch.ones(2)}, d / "x.hct")
+
+
+def test_corrupt_payload_is_located(tmp_path):
+    holotensor.save_file({"w": torch.randn(64, 64)}, tmp_path / "m.hct")
+    with holotensor.safe_open(tmp_path / "m.hct") as f:
+        off = f.entry("w").fragments[0].offset
+    data = bytearray((tmp_path / "m.hct").read_bytes())
+    data[off + 3] ^= 0x10
+    (tmp_path / "m.hct").write_bytes(data)
+    with pytest.raises(ChecksumError) as info:
+        holotensor.load_file(tmp_path / "m.hct")
+    msg = str(info.value)
+    assert "m.hct" in msg and "'w'" in msg and "fragment 0" in msg
+
+
+def test_load_non_hct_file(tmp_path):
+    (tmp_path / "x.hct").write_bytes(b"hello world" * 10)
+    with pytest.raises(FormatError, match="not an HCT V2 file"):
+        holotensor.load_file(tmp_path / "x.hct")
+    with pytest.raises(FileNotFoundError):
+        holotensor.load_file(tmp_path / "missing.hct")
