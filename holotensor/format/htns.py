@@ -11,8 +11,9 @@ Upstream behaviour kept for compatibility: the header checksum is verified only 
 happened); fragment checksums cover the *stored* bytes and are checked only under flag 0x0002; entry
 flag bit 0 marks a zstd-compressed payload; a file with ``total_fragments == 0`` may carry one hidden
 "inline" entry. Checks added beyond upstream: ``ndim <= 4``, every offset and size against the file,
-a cap on decompressed sizes, and duplicate fragment indices are rejected (upstream silently uses
-the first; a writer never produces duplicates, so they only come from damage).
+a cap on decompressed sizes, and the entries' fragment indices must be exactly 0..N-1 in any order:
+duplicates are rejected (upstream silently uses the first; no writer produces them, so they only
+come from damage), as are indices >= N (upstream's ``read_all`` fails on them too).
 
 Example:
     >>> data = encode_htns([b"first", b"second"], encoding=HtnsEncoding.SPECTRAL, shape=(2, 2))
@@ -45,7 +46,7 @@ from holotensor.errors import (
 from holotensor.format.atomic import atomic_write
 from holotensor.format.block_codecs import zstd_compress, zstd_decompress_bounded
 from holotensor.format.byte_source import ByteSource
-from holotensor.format.hctn import HctnAlgorithm, HctnDType
+from holotensor.format.hctn_header import HctnAlgorithm, HctnDType
 
 __all__ = [
     "DEFAULT_QUALITY_CURVES",
@@ -121,8 +122,9 @@ DEFAULT_QUALITY_CURVES: dict[HtnsEncoding, tuple[tuple[float, float, float, floa
 class HtnsHeader:
     """The fields of the 96-byte HTNS header.
 
-    ``compression`` is kept as the raw byte (upstream: 0 LZ4, 1 zstd); readers never use it, the
-    per-entry flag decides. ``quality_curve`` holds the f32 coefficients a0..a3.
+    ``compression`` is kept as the raw byte (upstream code: 0 LZ4, 1 zstd; its docs: 0 none, 1 LZ4,
+    2 zstd). It is informational, the per-entry flag decides, so any value is accepted where upstream
+    rejects values above 1. ``quality_curve`` holds the f32 coefficients a0..a3.
     """
 
     encoding: HtnsEncoding
@@ -145,6 +147,8 @@ class HtnsHeader:
         """
         if len(self.shape) > MAX_NDIM:
             raise ValueError(f"HTNS holds at most {MAX_NDIM} dims, got shape {self.shape}")
+        if len(self.quality_curve) != 4:
+            raise ValueError(f"quality_curve needs 4 coefficients a0..a3, got {len(self.quality_curve)}")
         for name, value, top in (
             ("version", self.version, _U32_MAX),
             ("compression", self.compression, 0xFF),
@@ -174,7 +178,8 @@ class HtnsHeader:
             len(self.shape),
         )
         _DIMS.pack_into(head, _DIMS_OFFSET, *self.shape, *([0] * (MAX_NDIM - len(self.shape))))
-        _CURVE.pack_into(head, _CURVE_OFFSET, *self.quality_curve)
+        with np.errstate(over="ignore"):  # like Rust's `as f32`, out-of-range values become +-inf
+            head[_CURVE_OFFSET : _CURVE_OFFSET + 16] = np.array(self.quality_curve, dtype="<f4").tobytes()
         struct.pack_into(
             "<Q", head, _CHECKSUM_OFFSET, xxhash.xxh3_64_intdigest(bytes(head[:_CHECKSUM_OFFSET]))
         )
@@ -346,6 +351,15 @@ class HtnsReader:
                 fragment=int(entries["index"][pos]),
             )
         indices = entries["index"]
+        bad = np.flatnonzero(indices >= len(indices))
+        if bad.size:
+            pos = int(bad[0])
+            raise FormatError(
+                f"index entry {pos} holds fragment index {int(indices[pos])}, but the file has "
+                f"{len(indices)} fragments (indices must be 0..{len(indices) - 1})",
+                file=file,
+                fragment=int(indices[pos]),
+            )
         uniq, counts = np.unique(indices, return_counts=True)
         if (counts > 1).any():
             dup = int(uniq[counts > 1][0])
@@ -380,24 +394,20 @@ class HtnsReader:
         if its entry says zstd.
 
         A compressed fragment's output is capped by the entry's uncompressed size when that is
-        sane (``0 < size <= 2 * original_size + 64 KiB``), else by that bound itself; its exact
-        length is not required to match (upstream never checks it).
+        sane (above the stored size, since upstream's writer copies the stored size there, and at
+        most ``2 * original_size + 64 KiB``), else by that bound itself; its exact length is not
+        required to match the entry (upstream never checks it).
 
         Raises:
-            FormatError: ``i`` is below ``total_fragments`` but missing from the index.
-            IndexError: ``i`` is not a fragment of this file at all.
+            IndexError: ``i`` is not a fragment of this file (indices are 0..total_fragments-1).
             ChecksumError: the stored bytes do not match the entry checksum.
             DecodeError: the zstd payload is corrupt, truncated or too large.
         """
         pos = self._by_index.get(i)
         if pos is None:
-            if 0 <= i < self.total_fragments:
-                raise FormatError(
-                    f"fragment {i} is not in the index (indices present: {self.fragment_indices})",
-                    file=self.name,
-                    fragment=i,
-                )
-            raise IndexError(f"{self.name}: fragment {i} not in the index {self.fragment_indices}")
+            raise IndexError(
+                f"{self.name}: fragment {i} out of range (file has {len(self.entries)} fragments)"
+            )
         entry = self.entries[pos]
         stored = self._src.read(
             self.data_offset + entry.offset, entry.stored_size, f"fragment {i}", fragment=i
@@ -414,7 +424,8 @@ class HtnsReader:
         data = stored
         if entry.compressed:
             hard = self._hard_limit()
-            limit = entry.uncompressed_size if 0 < entry.uncompressed_size <= hard else hard
+            sane = entry.stored_size < entry.uncompressed_size <= hard
+            limit = entry.uncompressed_size if sane else hard
             try:
                 data = zstd_decompress_bounded(stored, limit)
             except HoloTensorError as err:
@@ -486,10 +497,7 @@ def _encode_parts(
     if len(compress) != n:
         raise ValueError(f"zstd has {len(compress)} flags for {n} payloads")
     default_curve, default_min = DEFAULT_QUALITY_CURVES[encoding]
-    coefficients = [float(a) for a in (default_curve if quality_curve is None else quality_curve)]
-    if len(coefficients) != 4:
-        raise ValueError(f"quality_curve needs 4 coefficients a0..a3, got {len(coefficients)}")
-    a0, a1, a2, a3 = coefficients
+    curve = tuple(float(a) for a in (default_curve if quality_curve is None else quality_curve))
     if original_size is None:
         original_size = math.prod(shape) * dtype.element_bytes
     header = HtnsHeader(
@@ -502,7 +510,7 @@ def _encode_parts(
         seed,
         dtype,
         shape,
-        (a0, a1, a2, a3),
+        curve,  # type: ignore[arg-type]  # its length is checked by to_bytes
     ).to_bytes()
     stored = [
         zstd_compress(p, level=level) if c else bytes(p) for p, c in zip(payloads, compress, strict=True)

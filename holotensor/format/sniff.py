@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import os
 
+from holotensor.format.hct2 import MAGIC as _HCT2_MAGIC
+from holotensor.format.hctn_header import HCTN_MAGIC
+from holotensor.format.htns import HTNS_MAGIC
+
 __all__ = ["sniff"]
 
-_HCT2_MAGIC = b"\x89HCT\r\n\x1a\n"
 _PREFIX = 16
 
 
 def _kind(head: bytes, size: int) -> str | None:
     if head[:8] == _HCT2_MAGIC:
         return "hct2"
-    if head[:4] == b"HCTN":
+    if head[:4] == HCTN_MAGIC:
         return "hctn"
-    if head[:4] == b"HTNS":
+    if head[:4] == HTNS_MAGIC:
         return "htns"
     if len(head) >= 9 and head[8:9] == b"{":
         header_len = int.from_bytes(head[:8], "little")

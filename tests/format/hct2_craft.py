@@ -30,8 +30,14 @@ def tensor_doc(name: str = "t", **over: Any) -> dict[str, Any]:
         "shape": [4],
         "codec": {"name": "lossless", "version": 1, "config": {}, "params": {}},
         "fragments": [
-            {"offset": 64, "size": 4, "raw_size": 4, "coding": "raw", "coding_params": {},
-             "xxh3": f"{xxhash.xxh3_64_intdigest(b'abcd'):016x}"}
+            {
+                "offset": 64,
+                "size": 4,
+                "raw_size": 4,
+                "coding": "raw",
+                "coding_params": {},
+                "xxh3": f"{xxhash.xxh3_64_intdigest(b'abcd'):016x}",
+            }
         ],
         "quality": [],
     }

@@ -112,7 +112,9 @@ def test_flipped_bits_everywhere(tmp_path):
     path = write_sample(tmp_path / "a.hct", n=2)
     data = bytearray(path.read_bytes())
     with HCT2Reader(path) as r:
-        covered = {p for n in r.keys() for f in r.entry(n).fragments for p in range(f.offset, f.offset + f.size)}
+        covered = {
+            p for n in r.keys() for f in r.entry(n).fragments for p in range(f.offset, f.offset + f.size)
+        }
         header_start = int.from_bytes(data[16:24], "little")
     for pos in range(len(data)):
         damaged = bytearray(data)
@@ -157,14 +159,63 @@ HOSTILE = [
     ({"shape": [1] * 65}, LimitError, "rank"),
     ({"dtype": "F4"}, UnsupportedCodecError, "dtype"),
     ({"name": "x" * 5000}, LimitError, "name"),
-    ({"fragments": [{"offset": 64, "size": 1 << 40, "raw_size": 4, "coding": "raw", "coding_params": {}, "xxh3": "0" * 16}]},
-     FormatError, "outside the data section"),
-    ({"fragments": [{"offset": 65, "size": 1, "raw_size": 1, "coding": "raw", "coding_params": {}, "xxh3": "0" * 16}]},
-     FormatError, "multiple of 64"),
-    ({"fragments": [{"offset": 64, "size": 4, "raw_size": 1 << 63, "coding": "raw", "coding_params": {}, "xxh3": "0" * 16}]},
-     FormatError, "raw_size"),
-    ({"fragments": [{"offset": 64, "size": 4, "raw_size": 4, "coding": "raw", "coding_params": {}, "xxh3": "xyz"}]},
-     FormatError, "xxh3"),
+    (
+        {
+            "fragments": [
+                {
+                    "offset": 64,
+                    "size": 1 << 40,
+                    "raw_size": 4,
+                    "coding": "raw",
+                    "coding_params": {},
+                    "xxh3": "0" * 16,
+                }
+            ]
+        },
+        FormatError,
+        "outside the data section",
+    ),
+    (
+        {
+            "fragments": [
+                {
+                    "offset": 65,
+                    "size": 1,
+                    "raw_size": 1,
+                    "coding": "raw",
+                    "coding_params": {},
+                    "xxh3": "0" * 16,
+                }
+            ]
+        },
+        FormatError,
+        "multiple of 64",
+    ),
+    (
+        {
+            "fragments": [
+                {
+                    "offset": 64,
+                    "size": 4,
+                    "raw_size": 1 << 63,
+                    "coding": "raw",
+                    "coding_params": {},
+                    "xxh3": "0" * 16,
+                }
+            ]
+        },
+        FormatError,
+        "raw_size",
+    ),
+    (
+        {
+            "fragments": [
+                {"offset": 64, "size": 4, "raw_size": 4, "coding": "raw", "coding_params": {}, "xxh3": "xyz"}
+            ]
+        },
+        FormatError,
+        "xxh3",
+    ),
     ({"quality": [{"fragments": 2, "rel_l2": 0, "cosine": 1, "measured": True}]}, FormatError, "quality"),
     ({"codec": {"name": "lossless", "version": 0}}, FormatError, "version"),
 ]
@@ -210,9 +261,8 @@ def test_payload_corruption_names_tensor_and_fragment(tmp_path):
     data = bytearray(path.read_bytes())
     data[off] ^= 0xFF
     path.write_bytes(data)
-    with HCT2Reader(path) as r:
-        with pytest.raises(ChecksumError) as info:
-            r.fragment_bytes("t1", 1)
+    with HCT2Reader(path) as r, pytest.raises(ChecksumError) as info:
+        r.fragment_bytes("t1", 1)
     assert "'t1'" in str(info.value) and "fragment 1" in str(info.value) and "a.hct" in str(info.value)
     assert xxhash.xxh3_64_intdigest(b"") == 0x2D06800538D394C2
 
@@ -221,8 +271,11 @@ def test_payload_corruption_names_tensor_and_fragment(tmp_path):
 @given(st.data())
 def test_fuzz_reader(tmp_path, data):
     """Random mutations of a valid file raise only HoloTensorError subclasses, at open or on read."""
-    base = bytearray(write_sample(tmp_path / "base.hct", n=2).read_bytes()) if not (tmp_path / "base.hct").exists() \
+    base = (
+        bytearray(write_sample(tmp_path / "base.hct", n=2).read_bytes())
+        if not (tmp_path / "base.hct").exists()
         else bytearray((tmp_path / "base.hct").read_bytes())
+    )
     for _ in range(data.draw(st.integers(1, 4))):
         kind = data.draw(st.sampled_from(["flip", "set", "cut", "insert"]))
         pos = data.draw(st.integers(0, max(0, len(base) - 1)))
