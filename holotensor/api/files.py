@@ -16,7 +16,7 @@ from holotensor.errors import HoloTensorError
 from holotensor.format.hct2 import HCT2Reader
 from holotensor.format.hct2_header import TensorEntry
 
-__all__ = ["load_file", "safe_open", "save_file"]
+__all__ = ["load_file", "prefix_for", "safe_open", "save_file"]
 
 
 def save_file(
@@ -59,8 +59,20 @@ def save_file(
     write_hct2(path, sources, Policy.of(policy, codec), metadata=metadata, workers=workers)
 
 
-def load_file(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_file(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    *,
+    quality: float | None = None,
+    max_fragments: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Decode every tensor of an HCT V2 file onto ``device``.
+
+    Args:
+        quality: for progressive tensors, read only the shortest fragment prefix whose stored
+            quality curve reaches this cosine (in (0, 1]); lossless tensors are always whole.
+        max_fragments: read at most this many leading fragments of each tensor (never fewer
+            than its codec needs).
 
     Raises:
         FileNotFoundError: no such file.
@@ -68,10 +80,31 @@ def load_file(path: str | os.PathLike[str], device: str | torch.device = "cpu") 
             names the file, tensor and fragment).
     """
     with safe_open(path, framework="pt", device=device) as f:
-        return {name: f.get_tensor(name) for name in f.keys()}
+        return {name: f.get_tensor(name, quality=quality, max_fragments=max_fragments) for name in f.keys()}
 
 
-class safe_open:  # noqa: N801 - named like safetensors.safe_open on purpose
+def prefix_for(entry: TensorEntry, *, quality: float | None = None, max_fragments: int | None = None) -> int:
+    """How many leading fragments of ``entry`` to read for a quality target and/or a cap.
+
+    The shortest prefix on the stored quality curve whose cosine reaches ``quality`` (all
+    fragments if none does), then capped by ``max_fragments`` but never below the shortest
+    decodable prefix.
+    """
+    if quality is not None and not (isinstance(quality, int | float) and 0.0 < quality <= 1.0):
+        raise ValueError(f"quality must be in (0, 1], not {quality!r}")
+    if max_fragments is not None and (not isinstance(max_fragments, int) or max_fragments < 0):
+        raise ValueError(f"max_fragments must be a non-negative integer, not {max_fragments!r}")
+    n = len(entry.fragments)
+    k = n
+    if quality is not None:
+        k = next((q.fragments for q in entry.quality if q.cosine >= quality), n)
+    if max_fragments is not None:
+        shortest = entry.quality[0].fragments if entry.quality else n
+        k = max(min(k, max_fragments), shortest)
+    return k
+
+
+class safe_open:
     """Lazy access to an HCT V2 file: the index is read and checked at open, tensors on demand.
 
     Example:
@@ -98,9 +131,24 @@ class safe_open:  # noqa: N801 - named like safetensors.safe_open on purpose
         """The index entry of ``name``: dtype, shape, codec, fragments and quality curve."""
         return self._reader.entry(name)
 
-    def get_tensor(self, name: str, *, fragments: int | None = None) -> torch.Tensor:
-        """Decode tensor ``name`` (from its first ``fragments`` fragments, if given)."""
+    def get_tensor(
+        self,
+        name: str,
+        *,
+        fragments: int | None = None,
+        quality: float | None = None,
+        max_fragments: int | None = None,
+    ) -> torch.Tensor:
+        """Decode tensor ``name``.
+
+        Args:
+            fragments: decode exactly this many leading fragments (``ValueError`` if the codec
+                cannot decode that prefix).
+            quality / max_fragments: as in :func:`load_file`; ignored when ``fragments`` is given.
+        """
         entry = self._reader.entry(name)
+        if fragments is None:
+            fragments = prefix_for(entry, quality=quality, max_fragments=max_fragments)
         try:
             return decode_tensor(
                 entry, lambda i: self._reader.fragment_bytes(name, i), fragments=fragments, device=self._device

@@ -1,5 +1,7 @@
 """Codecs: tensor <-> ordered fragments, one module per codec, found by name in a registry."""
 
+from holotensor.codecs import lossless as _lossless  # noqa: F401  (registers "lossless")
+from holotensor.codecs import lowrank as _lowrank  # noqa: F401  (registers "lowrank")
 from holotensor.codecs.base import (
     CodecConfig,
     Encoded,
@@ -10,11 +12,15 @@ from holotensor.codecs.base import (
     get_codec,
     register_codec,
 )
+from holotensor.codecs.lossless import LosslessConfig
+from holotensor.codecs.lowrank import LowRankConfig
 
 __all__ = [
     "CodecConfig",
     "Encoded",
     "FragmentPayload",
+    "LosslessConfig",
+    "LowRankConfig",
     "TensorSpec",
     "available_codecs",
     "codec_from_dict",

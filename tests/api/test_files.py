@@ -76,13 +76,16 @@ def test_save_rejects_bad_input(tmp_path):
         holotensor.save_file({"a": torch.ones(2)}, tmp_path / "no" / "x.hct")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_target(tmp_path):
-    d = tmp_path / "ro"
-    d.mkdir()
-    d.chmod(0o500)
-    with pytest.raises(PermissionError):
-        holotensor.save_file({"a": torch.ones(2)}, d / "x.hct")
+    (tmp_path / "plain").write_text("a file, not a directory")
+    with pytest.raises(NotADirectoryError):
+        holotensor.save_file({"a": torch.ones(2)}, tmp_path / "plain" / "x.hct")
+    if os.geteuid() != 0:  # root may write into read-only directories
+        d = tmp_path / "ro"
+        d.mkdir()
+        d.chmod(0o500)
+        with pytest.raises(PermissionError):
+            holotensor.save_file({"a": torch.ones(2)}, d / "x.hct")
 
 
 def test_corrupt_payload_is_located(tmp_path):
