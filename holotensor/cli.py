@@ -24,14 +24,16 @@ from holotensor.api import (
     find_checkpoint,
     resolve_codec,
     safe_open,
+    save_file,
 )
+from holotensor.api.upstream import load_upstream
 from holotensor.codecs import get_codec
 from holotensor.codecs.base import CodecConfig
-from holotensor.dtypes import dtype_info
+from holotensor.dtypes import dtype_info, from_torch
 from holotensor.errors import HoloTensorError
-from holotensor.format.hct2 import MAGIC
 from holotensor.format.hct2_header import TensorEntry
-from holotensor.format.safetensors_io import SafetensorsReader
+from holotensor.format.safetensors_io import SafetensorsReader, SafetensorsWriter
+from holotensor.format.sniff import sniff
 
 __all__ = ["main"]
 
@@ -74,12 +76,8 @@ def _rule_arg(text: str) -> tuple[str, CodecConfig]:
     return pattern, _codec_arg(codec)
 
 
-def _is_hct2(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(len(MAGIC)) == MAGIC
-    except (IsADirectoryError, FileNotFoundError):
-        return False
+def _kind(path: Path) -> str | None:
+    return sniff(path) if path.is_file() else None
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -90,7 +88,10 @@ def _progress(total: int, enabled: bool, desc: str):
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     src, dst = Path(args.source), Path(args.target)
-    to_safetensors = args.to == "safetensors" or (args.to == "auto" and _is_hct2(src))
+    kind = _kind(src)
+    if kind in ("hctn", "htns"):
+        return _convert_upstream(src, dst, kind, args)
+    to_safetensors = args.to == "safetensors" or (args.to == "auto" and kind == "hct2")
     if to_safetensors:
         with safe_open(src) as f:
             total = sum(f.entry(n).nbytes for n in f.keys())
@@ -109,6 +110,22 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     print(f"wrote {dst} in {seconds:.2f} s ({total / seconds / 1e6:,.0f} MB/s)")
     if args.check:
         return _check_against_source(find_checkpoint(src), dst)
+    return 0
+
+
+def _convert_upstream(src: Path, dst: Path, kind: str, args: argparse.Namespace) -> int:
+    """An upstream HCTN/HTNS file -> HCT V2 (or safetensors with ``--to safetensors``)."""
+    tensors = load_upstream(src, kind)
+    if args.to == "safetensors":
+        with SafetensorsWriter(dst, [(n, from_torch(t.dtype).name, tuple(t.shape)) for n, t in tensors.items()]) as w:
+            for name, t in tensors.items():
+                w.write(name, t)
+        print(f"wrote {dst}: {len(tensors)} tensor(s) from upstream {kind.upper()} file {src}")
+        return 0
+    policy = Policy(rules=args.rule or [], default=args.codec, keep_sensitive_lossless=not args.compress_sensitive)
+    save_file(tensors, dst, policy=policy)
+    with safe_open(dst) as f:
+        _print_table(_rows([f.entry(n) for n in f.keys()]), dst.stat().st_size)
     return 0
 
 

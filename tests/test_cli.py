@@ -100,3 +100,18 @@ def test_unwritable_output(ckpt, tmp_path, capsys):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "holotensor.cli", "--help"], capture_output=True, text=True, check=True)
     assert "convert" in out.stdout and "inspect" in out.stdout and "verify" in out.stdout
+
+
+def test_upstream_hctn_file(tmp_path, capsys):
+    from holotensor.format import HctnAlgorithm, HctnDType, write_hctn
+
+    w = torch.randn(16, 8, generator=torch.Generator().manual_seed(5)).half()
+    write_hctn(tmp_path / "up.hct", w.view(torch.uint8).numpy().tobytes(), algorithm=HctnAlgorithm.ZSTD,
+               dtype=HctnDType.F16, shape=(16, 8))
+    import holotensor
+
+    assert torch.equal(holotensor.load_file(tmp_path / "up.hct")["up"], w)
+    assert main(["convert", "--no-progress", str(tmp_path / "up.hct"), str(tmp_path / "m.hct")]) == 0
+    assert torch.equal(holotensor.load_file(tmp_path / "m.hct")["up"], w)
+    assert main(["convert", "--to", "safetensors", str(tmp_path / "up.hct"), str(tmp_path / "s.safetensors")]) == 0
+    assert torch.equal(safetensors.torch.load_file(tmp_path / "s.safetensors")["up"], w)

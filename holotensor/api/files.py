@@ -9,12 +9,14 @@ from typing import Any
 import torch
 
 from holotensor.api.policy import CodecSpec, Policy
+from holotensor.api.upstream import load_upstream
 from holotensor.api.writing import TensorSource, write_hct2
 from holotensor.codecs.pipeline import decode_tensor
 from holotensor.dtypes import from_torch
 from holotensor.errors import HoloTensorError
 from holotensor.format.hct2 import HCT2Reader
 from holotensor.format.hct2_header import TensorEntry
+from holotensor.format.sniff import sniff
 
 __all__ = ["load_file", "prefix_for", "safe_open", "save_file"]
 
@@ -68,6 +70,8 @@ def load_file(
 ) -> dict[str, torch.Tensor]:
     """Decode every tensor of an HCT V2 file onto ``device``.
 
+    Upstream HCTN files are read too (one tensor, named after the file's stem).
+
     Args:
         quality: for progressive tensors, read only the shortest fragment prefix whose stored
             quality curve reaches this cosine (in (0, 1]); lossless tensors are always whole.
@@ -79,6 +83,9 @@ def load_file(
         HoloTensorError: the file is malformed, corrupt or uses an unknown codec (the message
             names the file, tensor and fragment).
     """
+    kind = sniff(path)
+    if kind in ("hctn", "htns"):
+        return {name: t.to(device) for name, t in load_upstream(path, kind).items()}
     with safe_open(path, framework="pt", device=device) as f:
         return {name: f.get_tensor(name, quality=quality, max_fragments=max_fragments) for name in f.keys()}
 

@@ -14,6 +14,7 @@ row). Fragment j holds components ``[s_j, s_{j+1})`` of ``params["splits"]``: fi
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class LowRankConfig(CodecConfig):
         us = (u[:, :r] * s[:r]).to(fdt)
         vh = vh[:r].to(fdt)
         fragments = []
-        for a, b in zip(splits, splits[1:], strict=False):
+        for a, b in itertools.pairwise(splits):
             data = torch.cat([us[:, a:b].contiguous().reshape(-1), vh[a:b].contiguous().reshape(-1)])
             fragments.append(FragmentPayload(_as_bytes(data), "zstd", {}, role=f"rank {a}-{b - 1}"))
         return Encoded(fragments, {"rows": rows, "cols": cols, "splits": splits})
@@ -125,7 +126,7 @@ class LowRankConfig(CodecConfig):
             not isinstance(splits, list)
             or not splits
             or splits[0] != 0
-            or any(not isinstance(b, int) or b <= a for a, b in zip(splits, splits[1:], strict=False))
+            or any(not isinstance(b, int) or b <= a for a, b in itertools.pairwise(splits))
             or splits[-1] > min(rows, cols)
             or len(payloads) > len(splits) - 1
         ):

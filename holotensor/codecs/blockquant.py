@@ -1,0 +1,220 @@
+"""The "blockquant" codec: groupwise integer quantization (int2..int8) with fp16/bf16 side data.
+
+Lossy and, for now, not progressive: decoding needs every fragment. The math is
+:mod:`holotensor.codecs.quant_math`; this module only lays its output out as fragments::
+
+    tensor --quantize--> codes (uint8) --pack_bits--> fragment 0 "codes"
+                         scales (*lead, G)  fp16/bf16 --> fragment 1 "scales"
+                         zeros  (*lead, G)  fp16/bf16 --> fragment 2 "zeros" (asymmetric only)
+
+Payload layout (all little-endian, row-major): fragment 0 is ``ceil(numel * bits / 8)`` bytes of
+tightly packed codes (see :func:`~holotensor.codecs.quant_math.pack_bits`); fragments 1 and 2 are
+``rows * G`` 16-bit values, where ``rows = numel / K`` and ``G = ceil(K / group_size)`` (``G = 1``
+per channel). The codec has no per-tensor params; everything follows from the config and the
+tensor's shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from holotensor.codecs import quant_math as qm
+from holotensor.codecs.base import CodecConfig, Encoded, FragmentPayload, TensorSpec, register_codec
+from holotensor.errors import DecodeError
+
+__all__ = ["BlockQuantConfig"]
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    """Little-endian bytes of a CPU tensor (16-bit floats are viewed as int16 for numpy)."""
+    t = t.detach().contiguous().cpu()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.view(torch.int16)
+    return t.numpy().tobytes()
+
+
+def _buffer_tensor(data: Any, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """A fresh tensor over a copy of ``data`` (which may be a read-only memoryview)."""
+    raw = bytearray(data)
+    if not raw:
+        return torch.empty(0, dtype=dtype, device=device)
+    return torch.frombuffer(raw, dtype=dtype).to(device)
+
+
+@register_codec("blockquant")
+@dataclass(frozen=True)
+class BlockQuantConfig(CodecConfig):
+    """Groupwise round-to-nearest integer quantization along the last dimension.
+
+    Args:
+        bits: code width, 2..8.
+        group_size: values per group, 32..256, or ``None`` for one group per row (per channel).
+        symmetric: signed codes with no zero point; otherwise an fp16/bf16 offset per group.
+        scale_dtype: ``"fp16"`` or ``"bf16"``, the storage dtype of scales and zeros.
+        scale_search: ``"minmax"`` (plain RTN) or ``"mse"`` (per-group clipping search).
+        coding: entropy coding of every fragment (``"zstd"`` or ``"raw"``).
+
+    Example:
+        >>> cfg = BlockQuantConfig(bits=4, group_size=128)
+        >>> enc = cfg.encode(torch.randn(16, 256))
+        >>> [f.role for f in enc.fragments]
+        ['codes', 'scales', 'zeros']
+    """
+
+    version = 1
+    lossless = False
+    progressive = False
+
+    bits: int = 4
+    group_size: int | None = 128
+    symmetric: bool = False
+    scale_dtype: str = "fp16"
+    scale_search: str = "minmax"
+    coding: str = "zstd"
+
+    def __post_init__(self) -> None:
+        qm.validate_bits(self.bits)
+        qm.validate_group_size(self.group_size)
+        if not isinstance(self.symmetric, bool):
+            raise ValueError(f"symmetric must be a bool, got {self.symmetric!r}")
+        if self.scale_dtype not in qm.SCALE_DTYPES:
+            raise ValueError(
+                f"scale_dtype must be one of {sorted(qm.SCALE_DTYPES)}, got {self.scale_dtype!r}"
+            )
+        if self.scale_search not in ("minmax", "mse"):
+            raise ValueError(f"scale_search must be 'minmax' or 'mse', got {self.scale_search!r}")
+        if not isinstance(self.coding, str) or not self.coding:
+            raise ValueError(f"coding must be an entropy coding name, got {self.coding!r}")
+
+    @property
+    def n_fragments(self) -> int:
+        return 2 if self.symmetric else 3
+
+    def describe(self) -> str:
+        """Short human label, e.g. ``"int4 g128 asym fp16"``."""
+        group = "per-channel" if self.group_size is None else f"g{self.group_size}"
+        return f"int{self.bits} {group} {'sym' if self.symmetric else 'asym'} {self.scale_dtype}"
+
+    def payload_sizes(self, shape: Sequence[int]) -> list[int]:
+        """Byte size of each fragment payload for a tensor of ``shape``."""
+        shape = tuple(int(d) for d in shape)
+        numel = math.prod(shape)
+        side = math.prod(qm.scales_shape(shape, self.group_size)) * 2
+        return [qm.packed_size(numel, self.bits), side] + ([] if self.symmetric else [side])
+
+    def bits_per_weight(
+        self, spec: TensorSpec, params: Mapping[str, Any] | None = None, stored_bytes: int | None = None
+    ) -> float:
+        """Bits per weight including all side data (scales, zeros).
+
+        With ``stored_bytes`` (the fragments' size after entropy coding, plus any index or
+        header bytes the caller wants counted) that is ``8 * stored_bytes / numel``; without it,
+        the payload sizes before entropy coding. An empty tensor reports 0.0.
+        """
+        total = sum(self.payload_sizes(spec.shape)) if stored_bytes is None else int(stored_bytes)
+        return 8.0 * total / spec.numel if spec.numel else 0.0
+
+    def quantize(self, tensor: torch.Tensor) -> qm.QuantizedTensor:
+        """Quantize ``tensor`` with this config's settings (no fragments yet)."""
+        codes, scales, zeros = qm.quantize(
+            tensor,
+            self.bits,
+            self.group_size,
+            self.symmetric,
+            self.scale_dtype,
+            scale_search=self.scale_search,
+        )
+        return qm.QuantizedTensor.from_codes(codes, scales, zeros, self.bits, self.group_size)
+
+    def encode(self, tensor: torch.Tensor) -> Encoded:
+        """Quantize and lay out as fragments.
+
+        Raises:
+            ValueError: a non-floating tensor or NaN/Inf values.
+        """
+        return self.encode_quantized(self.quantize(tensor))
+
+    def encode_quantized(self, qt: qm.QuantizedTensor) -> Encoded:
+        """Fragments of an already quantized tensor, e.g. from ``LearnedQuantizer.freeze()``.
+
+        Raises:
+            ValueError: ``qt`` was made with other bits, group size, symmetry or scale dtype.
+        """
+        if (qt.bits, qt.group_size, qt.symmetric, qt.scales.dtype) != (
+            self.bits,
+            self.group_size,
+            self.symmetric,
+            qm.SCALE_DTYPES[self.scale_dtype],
+        ):
+            raise ValueError(
+                f"quantized tensor (int{qt.bits}, group {qt.group_size}, symmetric={qt.symmetric}, "
+                f"{qt.scales.dtype}) does not match config {self.describe()}"
+            )
+        frags = [
+            FragmentPayload(_tensor_bytes(qt.packed), coding=self.coding, role="codes"),
+            FragmentPayload(_tensor_bytes(qt.scales), coding=self.coding, role="scales"),
+        ]
+        if qt.zeros is not None:
+            frags.append(FragmentPayload(_tensor_bytes(qt.zeros), coding=self.coding, role="zeros"))
+        return Encoded(fragments=frags, params={})
+
+    def decode_quantized(
+        self, payloads: Sequence[memoryview], spec: TensorSpec, *, device: torch.device | str = "cpu"
+    ) -> qm.QuantizedTensor:
+        """Check and wrap the payloads as a :class:`~holotensor.codecs.quant_math.QuantizedTensor`.
+
+        Raises:
+            DecodeError: wrong fragment count, a payload of the wrong size, or non-finite side data.
+        """
+        if len(payloads) != self.n_fragments:
+            raise DecodeError(
+                f"blockquant {self.describe()} needs {self.n_fragments} fragments, got {len(payloads)}"
+            )
+        for i, (payload, size) in enumerate(zip(payloads, self.payload_sizes(spec.shape), strict=True)):
+            got = memoryview(payload).nbytes
+            if got != size:
+                raise DecodeError(
+                    f"blockquant payload has {got} bytes, expected {size} "
+                    f"for shape {list(spec.shape)} ({self.describe()})",
+                    fragment=i,
+                )
+        shape = tuple(spec.shape)
+        side_shape = qm.scales_shape(shape, self.group_size)
+        sdt = qm.SCALE_DTYPES[self.scale_dtype]
+        side = []
+        for i in range(1, self.n_fragments):
+            t = _buffer_tensor(payloads[i], torch.int16, device).view(sdt).reshape(side_shape)
+            if not bool(torch.isfinite(t).all()):
+                raise DecodeError("blockquant side data holds NaN or Inf", fragment=i)
+            side.append(t)
+        packed = _buffer_tensor(payloads[0], torch.uint8, device)
+        return qm.QuantizedTensor(
+            packed, side[0], side[1] if len(side) > 1 else None, shape, self.bits, self.group_size
+        )
+
+    def decode(
+        self,
+        payloads: Sequence[memoryview],
+        params: Mapping[str, Any],
+        spec: TensorSpec,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        """Dense tensor of ``spec`` from all fragments, computed on ``device``.
+
+        Raises:
+            DecodeError: a non-float target dtype, payloads that do not fit ``spec``, or side data
+                whose decoded values overflow the target dtype.
+        """
+        if spec.dtype.kind != "float":
+            raise DecodeError(f"blockquant decodes to floating dtypes only, not {spec.dtype.name}")
+        target = spec.dtype.torch_dtype
+        out = self.decode_quantized(payloads, spec, device=device).dequantize(torch.float32)
+        if out.numel() and not bool(out.abs().amax() <= torch.finfo(target).max):
+            raise DecodeError(f"blockquant values overflow {spec.dtype.name} (scales or zeros out of range)")
+        return out.to(target)
