@@ -62,10 +62,18 @@ def convert_to_hct(
                 raise FormatError(f"tensor appears in both {seen[name]} and {r.path}", file=str(source), tensor=name)
             seen[name] = r.path
     sources = [
-        TensorSource(name, r.entries[name].nbytes, lambda r=r, name=name: r.tensor(name))
+        TensorSource(
+            name,
+            r.entries[name].nbytes,
+            lambda r=r, name=name: r.tensor(name),
+            lambda r=r, name=name: r.release(name),
+        )
         for r in readers
         for name in r.keys()
     ]
+    # Source bytes in flight never exceed the largest tensor (small tensors are encoded side by
+    # side; a large one alone, with the codec's own threads): with the encoded planes and the
+    # compressed output this keeps memory near twice the largest tensor.
     largest = max((s.nbytes for s in sources), default=0)
     return write_hct2(
         target,
@@ -73,7 +81,7 @@ def convert_to_hct(
         Policy.of(policy, codec),
         metadata=metadata,
         workers=workers,
-        max_inflight_bytes=max(largest, 64 << 20),
+        max_inflight_bytes=max(largest, 1 << 20),
         on_tensor=on_tensor,
     )
 

@@ -26,11 +26,12 @@ __all__ = ["TensorSource", "write_hct2"]
 
 @dataclass(frozen=True)
 class TensorSource:
-    """A tensor to be written, loaded only when its turn comes."""
+    """A tensor to be written, loaded only when its turn comes (and released once encoded)."""
 
     name: str
     nbytes: int
     load: Callable[[], torch.Tensor]
+    release: Callable[[], None] | None = None
 
 
 def write_hct2(
@@ -47,7 +48,8 @@ def write_hct2(
 
     Args:
         workers: encoding threads (default: the CPU count, at most 4).
-        max_inflight_bytes: bound on source bytes being encoded at once (default: 256 MiB).
+        max_inflight_bytes: bound on source bytes being encoded at once (default: 256 MiB); a
+            tensor larger than the bound is encoded alone.
         on_tensor: called with each entry as it is written (progress bars).
     """
     workers = workers or min(4, os.cpu_count() or 1)
@@ -55,7 +57,7 @@ def write_hct2(
 
     def job(source: TensorSource) -> EncodedTensor:
         tensor = source.load()
-        return encode_tensor(tensor, policy.codec_for(source.name, tensor))
+        return encode_tensor(tensor, policy.codec_for(source.name, tensor), release=source.release)
 
     with HCT2Writer(path, metadata) as writer, ThreadPoolExecutor(workers) as pool:
         pending: deque[tuple[TensorSource, Future[EncodedTensor]]] = deque()

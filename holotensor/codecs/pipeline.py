@@ -33,24 +33,38 @@ class EncodedTensor:
     quality: list[QualityPoint]
 
 
-def encode_tensor(tensor: torch.Tensor, config: CodecConfig, *, measure_quality: bool = True) -> EncodedTensor:
+def encode_tensor(
+    tensor: torch.Tensor,
+    config: CodecConfig,
+    *,
+    measure_quality: bool = True,
+    release: Callable[[], None] | None = None,
+) -> EncodedTensor:
     """Encode ``tensor`` with ``config`` and entropy-code every fragment.
 
     The quality of each decodable fragment prefix is measured against ``tensor`` (float64
     rel-L2 and cosine) unless the codec is lossless, where it is exact by construction.
+    ``release`` is called once the source is no longer read (a lossless tensor: right after the
+    codec, before the entropy stage), so a streaming converter can drop its pages early.
     """
     info = from_torch(tensor.dtype)
     tensor = tensor.detach().cpu()
     encoded = config.encode(tensor)
+    exact = config.lossless or not measure_quality
+    if exact and release is not None:
+        release()
+        release = None
     fragments = []
     for payload in encoded.fragments:
         view = memoryview(payload.data).cast("B")
         stored, params = get_coder(payload.coding).encode(view, payload.coding_options)
         fragments.append(StoredFragment(stored, view.nbytes, payload.coding, params, payload.role))
+        if exact:
+            payload.data = None  # no prefix will be decoded: free the raw payload before the next one
     record = CodecRecord(config.name, config.version, config.to_dict(), encoded.params)
     spec = TensorSpec(info, tuple(tensor.shape))
     n = len(fragments)
-    if n == 0 or config.lossless or not measure_quality:
+    if n == 0 or exact:
         quality = [QualityPoint(n, 0.0, 1.0, measured=False)] if n and config.lossless else []
     else:
         payloads = [memoryview(p.data).cast("B") for p in encoded.fragments]
@@ -58,6 +72,8 @@ def encode_tensor(tensor: torch.Tensor, config: CodecConfig, *, measure_quality:
         for k in range(config.min_fragments(encoded.params, n), n + 1):
             approx = config.decode(payloads[:k], encoded.params, spec)
             quality.append(QualityPoint(k, rel_l2(tensor, approx), cosine(tensor, approx), measured=True))
+    if release is not None:
+        release()
     return EncodedTensor(info.name, spec.shape, record, fragments, quality)
 
 

@@ -49,7 +49,7 @@ _PREAMBLE = struct.Struct("<8sHHIQQQ24s")  # magic, major, minor, flags, header_
 class StoredFragment:
     """A fragment ready to be written: its stored bytes and how to decode them."""
 
-    data: Any  # any buffer
+    data: Any  # any buffer, or a sequence of buffers stored back to back (no joining copy)
     raw_size: int
     coding: str
     coding_params: dict[str, Any]
@@ -97,24 +97,29 @@ class HCT2Writer:
             raise ValueError(f"tensor {name!r} was already added to {self.path}")
         entries = []
         for frag in fragments:
-            view = memoryview(frag.data).cast("B")
+            parts = frag.data if isinstance(frag.data, list | tuple) else [frag.data]
             pad = -self._pos % ALIGNMENT
             if pad:
                 self._fh.write(bytes(pad))
                 self._pos += pad
-            self._fh.write(view)
+            digest, size = xxhash.xxh3_64(), 0
+            for part in parts:
+                view = memoryview(part).cast("B")
+                self._fh.write(view)
+                digest.update(view)
+                size += view.nbytes
             entries.append(
                 FragmentEntry(
                     offset=self._pos,
-                    size=view.nbytes,
+                    size=size,
                     raw_size=frag.raw_size,
                     coding=frag.coding,
                     coding_params=frag.coding_params,
-                    xxh3=xxhash.xxh3_64_intdigest(view),
+                    xxh3=digest.intdigest(),
                     role=frag.role,
                 )
             )
-            self._pos += view.nbytes
+            self._pos += size
         entry = TensorEntry(name, dtype, tuple(int(d) for d in shape), codec, tuple(entries), tuple(quality))
         self._tensors.append(entry)
         self._names.add(name)

@@ -123,6 +123,16 @@ class SafetensorsReader:
         flat = torch.frombuffer(self._map, dtype=torch.uint8, count=e.nbytes, offset=self._data_start + e.begin)
         return flat.view(info.torch_dtype).reshape(e.shape)
 
+    def release(self, name: str) -> None:
+        """Tell the kernel the pages of tensor ``name`` are no longer needed, so a converter
+        that streams through a checkpoint keeps only the tensors in flight resident. Views of
+        the tensor stay valid (the pages are read again from the file if touched)."""
+        e = self.entries[name]
+        if self._map is None or e.nbytes == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = (self._data_start + e.begin) // mmap.PAGESIZE * mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, start, self._data_start + e.end - start)
+
     def close(self) -> None:
         """Drop this reader's reference to the map; tensors handed out keep it alive."""
         self._map = None
