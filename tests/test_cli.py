@@ -115,3 +115,19 @@ def test_upstream_hctn_file(tmp_path, capsys):
     assert torch.equal(holotensor.load_file(tmp_path / "m.hct")["up"], w)
     assert main(["convert", "--to", "safetensors", str(tmp_path / "up.hct"), str(tmp_path / "s.safetensors")]) == 0
     assert torch.equal(safetensors.torch.load_file(tmp_path / "s.safetensors")["up"], w)
+
+
+def test_upstream_htns_file(tmp_path):
+    import holotensor
+    from holotensor.codecs import encode_htns_payloads
+    from holotensor.format import HtnsEncoding, write_htns
+
+    data = torch.arange(16, dtype=torch.float32).reshape(4, 4)
+    payloads = encode_htns_payloads(data, HtnsEncoding.SPECTRAL, fragments=2)
+    write_htns(tmp_path / "h.hct", payloads, encoding=HtnsEncoding.SPECTRAL, shape=data.shape)
+    full = holotensor.load_file(tmp_path / "h.hct")["h"]
+    assert torch.allclose(full, data, atol=1e-4)
+    first = holotensor.load_file(tmp_path / "h.hct", max_fragments=1)["h"]
+    assert torch.allclose(first, data.mean(dim=1, keepdim=True).expand(4, 4), atol=1e-4)  # row means
+    assert main(["convert", "--no-progress", str(tmp_path / "h.hct"), str(tmp_path / "m.hct")]) == 0
+    assert torch.allclose(holotensor.load_file(tmp_path / "m.hct")["h"], data, atol=1e-4)

@@ -70,7 +70,8 @@ def load_file(
 ) -> dict[str, torch.Tensor]:
     """Decode every tensor of an HCT V2 file onto ``device``.
 
-    Upstream HCTN files are read too (one tensor, named after the file's stem).
+    Upstream HCTN and HTNS files are read too (one tensor, named after the file's stem; HTNS
+    honours ``max_fragments``).
 
     Args:
         quality: for progressive tensors, read only the shortest fragment prefix whose stored
@@ -85,7 +86,7 @@ def load_file(
     """
     kind = sniff(path)
     if kind in ("hctn", "htns"):
-        return {name: t.to(device) for name, t in load_upstream(path, kind).items()}
+        return {name: t.to(device) for name, t in load_upstream(path, kind, max_fragments=max_fragments).items()}
     with safe_open(path, framework="pt", device=device) as f:
         return {name: f.get_tensor(name, quality=quality, max_fragments=max_fragments) for name in f.keys()}
 

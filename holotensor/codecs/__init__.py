@@ -1,12 +1,16 @@
 """Codecs: tensor <-> ordered fragments, one module per codec, found by name in a registry."""
 
 from holotensor.codecs import blockquant as _blockquant  # noqa: F401  (registers "blockquant")
+from holotensor.codecs import holographic
 from holotensor.codecs import lossless as _lossless  # noqa: F401  (registers "lossless")
 from holotensor.codecs import lowrank as _lowrank  # noqa: F401  (registers "lowrank")
+from holotensor.codecs import rph as _rph  # noqa: F401  (registers "rph")
+from holotensor.codecs import spectral as _spectral  # noqa: F401  (registers "spectral")
 from holotensor.codecs.base import (
     CodecConfig,
     Encoded,
     FragmentPayload,
+    StoredView,
     TensorSpec,
     available_codecs,
     codec_from_dict,
@@ -14,8 +18,12 @@ from holotensor.codecs.base import (
     register_codec,
 )
 from holotensor.codecs.blockquant import BlockQuantConfig
+from holotensor.codecs.dct import dct, dct2, idct, idct2
+from holotensor.codecs.holographic import decode_htns, encode_htns_payloads
 from holotensor.codecs.lossless import LosslessConfig
 from holotensor.codecs.lowrank import LowRankConfig
+from holotensor.codecs.rph import RphConfig
+from holotensor.codecs.spectral import SpectralConfig
 
 __all__ = [
     "BlockQuantConfig",
@@ -24,9 +32,19 @@ __all__ = [
     "FragmentPayload",
     "LosslessConfig",
     "LowRankConfig",
+    "RphConfig",
+    "SpectralConfig",
+    "StoredView",
     "TensorSpec",
     "available_codecs",
     "codec_from_dict",
+    "dct",
+    "dct2",
+    "decode_htns",
+    "encode_htns_payloads",
     "get_codec",
+    "holographic",
+    "idct",
+    "idct2",
     "register_codec",
 ]

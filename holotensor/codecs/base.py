@@ -21,6 +21,7 @@ __all__ = [
     "CodecConfig",
     "Encoded",
     "FragmentPayload",
+    "StoredView",
     "TensorSpec",
     "available_codecs",
     "codec_from_dict",
@@ -64,6 +65,16 @@ class FragmentPayload:
     coding: str = "zstd"
     coding_options: dict[str, Any] = field(default_factory=dict)
     role: str = ""
+
+
+@dataclass(frozen=True)
+class StoredView:
+    """A fragment as stored: its checksum-verified bytes and how they are entropy-coded."""
+
+    data: memoryview
+    raw_size: int
+    coding: str
+    coding_params: Mapping[str, Any]
 
 
 @dataclass
@@ -112,6 +123,19 @@ class CodecConfig:
 
     def encode(self, tensor: torch.Tensor) -> Encoded:
         raise NotImplementedError
+
+    def decode_stored(
+        self,
+        stored: Sequence[StoredView],
+        params: Mapping[str, Any],
+        spec: TensorSpec,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor | None:
+        """Optional fast path: decode every fragment straight from its stored (entropy-coded)
+        bytes, e.g. merging each zstd frame while it is in cache. Return ``None`` to use the
+        generic path (entropy-decode each fragment, then :meth:`decode`)."""
+        return None
 
     def decode(
         self,

@@ -18,14 +18,16 @@ the same planes give ~1.42 and 1.503, level 19 at ~1/300 of the speed), fp32 1.2
 
 ``level="max"``: bf16 and fp32 move the two top exponent bits (nearly constant in weights) into the
 sign plane (the ``-s2`` layouts), which leaves two planes that Huffman codes closer to their entropy:
-bf16 1.512, fp32 1.224. Frames grow to 1 MiB (+0.02%). Levels 19 / btultra2 were worse on every
-plane (1.510 vs 1.512 for bf16-s2): their matches cost more in literal coding than they save.
+bf16 1.512, fp32 1.224 (fp16 keeps its layout: its -s2 cut measured 1.138). Frames grow to
+1 MiB (+0.03%). zstd level 19, btultra2 or btopt with
+min_match 7 were worse for bf16 (1.5109-1.5118 vs 1.5123: their matches cost more in literal
+coding than they save) and within 0.03% for fp32 at about 1/100 of the speed.
 
-Frames: 128 KiB by default, one zstd block each; 64 KiB costs 0.02% of ratio, 1 MiB gains 0.01%.
+Frames: 128 KiB by default, one zstd block each; 64 KiB costs 0.03% of ratio, 1 MiB gains 0.01%.
 A 1 GB tensor is ~8000 frames, plenty of lanes for a GPU decoder. Incompressible planes (the bf16
-sign|mantissa plane) stay zstd frames: libzstd stores them as raw blocks, 3 bytes per 128 KiB plus
-the frame header (0.004% of the plane), and decodes them at copy speed, so the "raw" coding gains
-nothing worth a second code path. zstd's 4-byte content checksum per frame is optional
+sign|mantissa plane) stay zstd frames: libzstd stores them as raw blocks, measured 7.5 bytes of
+frame and block headers per frame (0.009% of the plane), and decodes them at copy speed, so the
+"raw" coding gains nothing worth a second code path. zstd's 4-byte content checksum per frame is optional
 (``frame_checksum``): measured, it halves decode speed on raw-block frames.
 
 Integers, bool and fp64 are byte-transposed (bytes of the value as planes; 1-byte dtypes are one
@@ -44,13 +46,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
-from holotensor.codecs.base import CodecConfig, Encoded, FragmentPayload, TensorSpec, register_codec
+from holotensor.codecs.base import (
+    CodecConfig,
+    Encoded,
+    FragmentPayload,
+    StoredView,
+    TensorSpec,
+    register_codec,
+)
 from holotensor.dtypes import DTypeInfo, from_torch
-from holotensor.entropy.fields import LAYOUTS, PlaneLayout, merge_planes, split_planes
-from holotensor.entropy.zstd import MAX_FRAME_SIZE
-from holotensor.errors import DecodeError
+from holotensor.entropy.base import get_coder
+from holotensor.entropy.fields import LAYOUTS, PlaneLayout, merge_chunk, merge_planes, split_planes
+from holotensor.entropy.parallel import parallel_ranges
+from holotensor.entropy.zstd import MAX_FRAME_SIZE, frame_spans
+from holotensor.errors import DecodeError, HoloTensorError
 
 __all__ = ["LosslessConfig"]
 
@@ -75,7 +87,7 @@ class LosslessConfig(CodecConfig):
         frame_size: raw bytes per zstd frame; ``None`` picks the level's measured size
             (128 KiB default, 1 MiB max).
         frame_checksum: also write zstd's content checksum in every frame, so the coder itself
-            catches corruption; off by default because it slows decoding by 15-55% and the
+            catches corruption; off by default because it slows decoding by 30-55% and the
             container already checks xxh3-64 over all stored bytes.
     """
 
@@ -93,7 +105,9 @@ class LosslessConfig(CodecConfig):
         if self.level not in _LEVELS:
             raise ValueError(f"lossless level must be one of {_LEVELS}, got {self.level!r}")
         fs = self.frame_size
-        if fs is not None and (not isinstance(fs, int) or isinstance(fs, bool) or not 1 <= fs <= MAX_FRAME_SIZE):
+        if fs is not None and (
+            not isinstance(fs, int) or isinstance(fs, bool) or not 1 <= fs <= MAX_FRAME_SIZE
+        ):
             raise ValueError(f"lossless frame_size must be an int in [1, {MAX_FRAME_SIZE}], got {fs!r}")
 
     def layout_for(self, dtype: DTypeInfo) -> PlaneLayout:
@@ -138,7 +152,9 @@ class LosslessConfig(CodecConfig):
         """
         layout = _layout_from_params(params, spec)
         if len(payloads) != len(layout.planes):
-            raise DecodeError(f"lossless layout {layout.name} needs {len(layout.planes)} fragments, got {len(payloads)}")
+            raise DecodeError(
+                f"lossless layout {layout.name} needs {len(layout.planes)} fragments, got {len(payloads)}"
+            )
         numel = spec.numel
         for i, payload in enumerate(payloads):
             if memoryview(payload).nbytes != numel:
@@ -149,6 +165,54 @@ class LosslessConfig(CodecConfig):
         elements = merge_planes(payloads, layout, numel)
         out = torch.from_numpy(elements).view(spec.dtype.torch_dtype).reshape(spec.shape)
         return out if torch.device(device).type == "cpu" else out.to(device)
+
+
+    def decode_stored(
+        self,
+        stored: Sequence[StoredView],
+        params: Mapping[str, Any],
+        spec: TensorSpec,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor | None:
+        """Fused CPU decode: frame i of every plane is decompressed and merged into the output
+        while it is in cache, on all cores; this halves the memory traffic of decode-then-merge.
+        Used when every plane is zstd frames of one frame size; ``None`` (generic path) otherwise.
+        """
+        layout = _layout_from_params(params, spec)
+        numel = spec.numel
+        if (
+            torch.device(device).type != "cpu"
+            or numel == 0
+            or len(stored) != len(layout.planes)
+            or not layout.mergeable
+            or any(s.coding != "zstd" or s.raw_size != numel for s in stored)
+            or len({s.coding_params.get("frame_size") for s in stored}) != 1
+        ):
+            return None
+        coder = get_coder("zstd")
+        for i, s in enumerate(stored):
+            try:
+                coder.check(s.coding_params, s.data.nbytes, s.raw_size)
+            except HoloTensorError as exc:
+                raise exc.located(fragment=i) from exc
+        spans = frame_spans(stored[0].coding_params, numel)
+        out = np.empty(numel, np.dtype(f"u{layout.itemsize}"))
+
+        def work(lo: int, hi: int) -> None:
+            for f in range(lo, hi):
+                a, b = spans[f][1]
+                planes = []
+                for i, s in enumerate(stored):
+                    try:
+                        data = coder.decode_frame(s.data, s.coding_params, numel, f)
+                    except HoloTensorError as exc:
+                        raise exc.located(fragment=i) from exc
+                    planes.append(np.frombuffer(data, np.uint8))
+                merge_chunk(planes, layout, out[a:b])
+
+        parallel_ranges(work, len(spans), 1)
+        return torch.from_numpy(out).view(spec.dtype.torch_dtype).reshape(spec.shape)
 
 
 def _layout_from_params(params: Mapping[str, Any], spec: TensorSpec) -> PlaneLayout:

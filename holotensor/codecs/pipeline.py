@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from holotensor.analysis import cosine, rel_l2
-from holotensor.codecs.base import CodecConfig, TensorSpec, codec_from_dict
+from holotensor.codecs.base import CodecConfig, StoredView, TensorSpec, codec_from_dict
 from holotensor.dtypes import dtype_info, from_torch
 from holotensor.entropy.base import get_coder
 from holotensor.errors import HoloTensorError
@@ -104,8 +104,13 @@ def decode_tensor(
             raise ValueError(
                 f"tensor {entry.name!r} decodes from {lowest}..{n} fragments (codec {config.name!r}), not {k}"
             )
-        payloads = [_payload(entry, i, fetch) for i in range(k)]
         spec = TensorSpec(dtype_info(entry.dtype), entry.shape)
+        if k == n:
+            stored = [StoredView(fetch(i), f.raw_size, f.coding, f.coding_params) for i, f in enumerate(entry.fragments)]
+            fast = config.decode_stored(stored, entry.codec.params, spec, device=device)
+            if fast is not None:
+                return fast
+        payloads = [_payload(entry, i, fetch) for i in range(k)]
         return config.decode(payloads, entry.codec.params, spec, device=device)
     except HoloTensorError as exc:
         raise exc.located(tensor=entry.name) from exc

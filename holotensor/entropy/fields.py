@@ -42,6 +42,8 @@ mantissa bytes; fp8 e4m3 = exponent (4) + sign|mantissa (4); e5m2 = exponent (5)
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,6 +59,7 @@ __all__ = [
     "PlaneLayout",
     "Segment",
     "field_entropy_bits",
+    "merge_chunk",
     "merge_planes",
     "split_planes",
 ]
@@ -115,9 +118,13 @@ class PlaneLayout:
             used = 0
             for seg in plane:
                 if seg.width < 1 or seg.dst < 0 or seg.shift < 0 or seg.src + seg.width > bits:
-                    raise ValueError(f"layout {self.name}: segment {seg} must move bits down within {bits} bits")
+                    raise ValueError(
+                        f"layout {self.name}: segment {seg} must move bits down within {bits} bits"
+                    )
                 if width > self.symbol_bits:
-                    raise ValueError(f"layout {self.name}: segment {seg} outside a {self.symbol_bits}-bit symbol")
+                    raise ValueError(
+                        f"layout {self.name}: segment {seg} outside a {self.symbol_bits}-bit symbol"
+                    )
                 dst_mask = ((1 << seg.width) - 1) << seg.dst
                 if seen & seg.src_mask or used & dst_mask:
                     raise ValueError(f"layout {self.name}: segment {seg} overlaps another")
@@ -126,25 +133,42 @@ class PlaneLayout:
             for seg in plane:
                 for other in plane:
                     if other is not seg and (other.src_mask >> seg.shift) & ((1 << width) - 1):
-                        raise ValueError(f"layout {self.name}: {other} lands inside the symbol at {seg}'s shift")
+                        raise ValueError(
+                            f"layout {self.name}: {other} lands inside the symbol at {seg}'s shift"
+                        )
         if seen != (1 << bits) - 1:
-            raise ValueError(f"layout {self.name}: element bits {seen ^ ((1 << bits) - 1):#x} are in no plane")
+            raise ValueError(
+                f"layout {self.name}: element bits {seen ^ ((1 << bits) - 1):#x} are in no plane"
+            )
 
-    @property
+    @functools.cached_property
     def symbol_widths(self) -> tuple[int, ...]:
         """Bits per symbol of each plane (its alphabet is ``2**width``)."""
         return tuple(max(s.dst + s.width for s in plane) for plane in self.planes)
 
-    @property
+    @functools.cached_property
     def mergeable(self) -> bool:
         """Byte planes whose segments' shifts are 8+ bits apart, as :func:`merge_planes` needs."""
         if self.symbol_bits != 8:
             return False
         for plane in self.planes:
             shifts = sorted(seg.shift for seg in plane)
-            if any(b - a < 8 for a, b in zip(shifts, shifts[1:])):
+            if any(b - a < 8 for a, b in itertools.pairwise(shifts)):
                 return False
         return True
+
+    @functools.cached_property
+    def merge_steps(self) -> tuple[tuple[int, bool, int | None], ...]:
+        """Per plane, how :func:`merge_planes` deposits it: (shift for one segment or multiplier
+        for several, one segment?, mask of the wanted element bits or ``None`` if all are)."""
+        steps = []
+        for segs in self.planes:
+            mul = sum(1 << seg.shift for seg in segs)
+            wanted = sum(seg.src_mask for seg in segs)
+            full = (0xFF * mul) & ((1 << (8 * self.itemsize)) - 1)
+            single = len(segs) == 1
+            steps.append((segs[0].shift if single else mul, single, None if wanted == full else wanted))
+        return tuple(steps)
 
 
 def _bytes_layout(itemsize: int) -> PlaneLayout:
@@ -196,6 +220,8 @@ def _field_layout(info: DTypeInfo) -> PlaneLayout:
 
 def _element_view(tensor: torch.Tensor) -> np.ndarray:
     """The tensor's elements as a flat native-endian unsigned numpy array (no copy if contiguous)."""
+    if tensor.numel() == 0:  # empty views may carry stride 0, which dtype views refuse
+        return np.empty(0, _UINT[tensor.element_size()])
     flat = tensor.detach().cpu().contiguous().reshape(-1)
     return flat.view(torch.uint8).numpy().view(_UINT[flat.element_size()])
 
@@ -225,18 +251,20 @@ def _extract(u: np.ndarray, plane: Sequence[Segment], width: int, out: np.ndarra
         np.bitwise_or(acc, parts[-1], out=out, casting="unsafe")
 
 
-def _deposit(plane: np.ndarray, segs: Sequence[Segment], out: np.ndarray, tmp: np.ndarray, first: bool) -> None:
-    """Put the element bits a byte plane holds into ``out`` (assigned if ``first``, else OR-ed)."""
+def _deposit(
+    plane: np.ndarray, step: tuple[int, bool, int | None], out: np.ndarray, tmp: np.ndarray, first: bool
+) -> None:
+    """Put the element bits a byte plane holds into ``out`` (assigned if ``first``, else OR-ed):
+    widen and shift (one segment) or multiply (several), then mask."""
     ut = out.dtype.type
     dest = out if first else tmp
-    mul = sum(1 << seg.shift for seg in segs)
-    wanted = sum(seg.src_mask for seg in segs)
-    if len(segs) == 1:
-        np.left_shift(plane, ut(segs[0].shift), out=dest)
+    factor, single, mask = step
+    if single:
+        np.left_shift(plane, ut(factor), out=dest)
     else:
-        np.multiply(plane, ut(mul), out=dest)
-    if wanted != (0xFF * mul) & ((1 << (8 * out.itemsize)) - 1):
-        np.bitwise_and(dest, ut(wanted), out=dest)
+        np.multiply(plane, ut(factor), out=dest)
+    if mask is not None:
+        np.bitwise_and(dest, ut(mask), out=dest)
     if not first:
         np.bitwise_or(out, tmp, out=out)
 
@@ -287,12 +315,19 @@ def merge_planes(planes: Sequence[object], layout: PlaneLayout, numel: int) -> n
     out = np.empty(numel, _UINT[layout.itemsize])
 
     def work(lo: int, hi: int) -> None:
-        tmp = np.empty(hi - lo, out.dtype)
-        for i, (arr, segs) in enumerate(zip(arrays, layout.planes, strict=True)):
-            _deposit(arr[lo:hi], segs, out[lo:hi], tmp, first=i == 0)
+        merge_chunk([arr[lo:hi] for arr in arrays], layout, out[lo:hi])
 
     parallel_ranges(work, numel, _CHUNK)
     return out
+
+
+def merge_chunk(planes: Sequence[np.ndarray], layout: PlaneLayout, out: np.ndarray) -> None:
+    """Merge equal-length uint8 plane slices into ``out`` (a slice of the element array): the
+    inner step of :func:`merge_planes`, also used by decoders that merge each frame while it is
+    still in cache."""
+    tmp = np.empty(out.size, out.dtype) if len(planes) > 1 else out
+    for i, (arr, step) in enumerate(zip(planes, layout.merge_steps, strict=True)):
+        _deposit(arr, step, out, tmp, first=i == 0)
 
 
 def field_entropy_bits(tensor: torch.Tensor) -> dict[str, float]:
@@ -303,8 +338,9 @@ def field_entropy_bits(tensor: torch.Tensor) -> dict[str, float]:
 
     Example:
         >>> t = torch.tensor([1.0, 1.0, -1.0, 2.0], dtype=torch.bfloat16)
-        >>> field_entropy_bits(t)  # exponents 127,127,127,128; sign|mantissa 0,0,128,0
-        {'exponent': 3.245112497836532, 'sign_mantissa': 3.245112497836532}
+        >>> bits = field_entropy_bits(t)  # exponents 127,127,127,128; sign|mantissa 0,0,128,0
+        >>> {k: round(v, 3) for k, v in bits.items()}
+        {'exponent': 3.245, 'sign_mantissa': 3.245}
     """
     layout = _field_layout(from_torch(tensor.dtype))
     u = _element_view(tensor)
