@@ -146,6 +146,7 @@ class safe_open:
         fragments: int | None = None,
         quality: float | None = None,
         max_fragments: int | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode tensor ``name``.
 
@@ -153,16 +154,30 @@ class safe_open:
             fragments: decode exactly this many leading fragments (``ValueError`` if the codec
                 cannot decode that prefix).
             quality / max_fragments: as in :func:`load_file`; ignored when ``fragments`` is given.
+            out: refine this already loaded tensor in place (same shape and dtype, any device),
+                e.g. with more fragments than it was first loaded from; views of it, and
+                modules holding it as a parameter, see the new values.
+
+        Example:
+            >>> w = f.get_tensor("w", fragments=1)  # doctest: +SKIP
+            >>> f.get_tensor("w", out=w)            # later: all fragments, same storage
         """
         entry = self._reader.entry(name)
         if fragments is None:
             fragments = prefix_for(entry, quality=quality, max_fragments=max_fragments)
-        try:
-            return decode_tensor(
-                entry, lambda i: self._reader.fragment_bytes(name, i), fragments=fragments, device=self._device
+        if out is not None and (tuple(out.shape) != entry.shape or from_torch(out.dtype).name != entry.dtype):
+            raise ValueError(
+                f"out is {from_torch(out.dtype).name}{list(out.shape)}, tensor {name!r} is {entry.dtype}{list(entry.shape)}"
             )
+        device = self._device if out is None else out.device
+        try:
+            tensor = decode_tensor(entry, lambda i: self._reader.fragment_bytes(name, i), fragments=fragments, device=device)
         except HoloTensorError as exc:
             raise exc.located(file=self._path) from exc
+        if out is None:
+            return tensor
+        with torch.no_grad():
+            return out.copy_(tensor)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())

@@ -178,12 +178,12 @@ class LosslessConfig(CodecConfig):
         """Fused CPU decode: frame i of every plane is decompressed and merged into the output
         while it is in cache, on all cores; this halves the memory traffic of decode-then-merge.
         Used when every plane is zstd frames of one frame size; ``None`` (generic path) otherwise.
+        Other devices get the CPU result copied over (no on-device zstd decoder is wired in yet).
         """
         layout = _layout_from_params(params, spec)
         numel = spec.numel
         if (
-            torch.device(device).type != "cpu"
-            or numel == 0
+            numel == 0
             or len(stored) != len(layout.planes)
             or not layout.mergeable
             or any(s.coding != "zstd" or s.raw_size != numel for s in stored)
@@ -212,7 +212,8 @@ class LosslessConfig(CodecConfig):
                 merge_chunk(planes, layout, out[a:b])
 
         parallel_ranges(work, len(spans), 1)
-        return torch.from_numpy(out).view(spec.dtype.torch_dtype).reshape(spec.shape)
+        tensor = torch.from_numpy(out).view(spec.dtype.torch_dtype).reshape(spec.shape)
+        return tensor if torch.device(device).type == "cpu" else tensor.to(device)
 
 
 def _layout_from_params(params: Mapping[str, Any], spec: TensorSpec) -> PlaneLayout:

@@ -105,23 +105,23 @@ def decode_tensor(
                 f"tensor {entry.name!r} decodes from {lowest}..{n} fragments (codec {config.name!r}), not {k}"
             )
         spec = TensorSpec(dtype_info(entry.dtype), entry.shape)
+        stored = [StoredView(fetch(i), f.raw_size, f.coding, f.coding_params) for i, f in enumerate(entry.fragments[:k])]
         if k == n:
-            stored = [StoredView(fetch(i), f.raw_size, f.coding, f.coding_params) for i, f in enumerate(entry.fragments)]
             fast = config.decode_stored(stored, entry.codec.params, spec, device=device)
             if fast is not None:
                 return fast
-        payloads = [_payload(entry, i, fetch) for i in range(k)]
+        payloads = [_payload(i, view) for i, view in enumerate(stored)]
         return config.decode(payloads, entry.codec.params, spec, device=device)
     except HoloTensorError as exc:
         raise exc.located(tensor=entry.name) from exc
 
 
-def _payload(entry: TensorEntry, index: int, fetch: Callable[[int], memoryview]) -> memoryview:
-    frag = entry.fragments[index]
+def _payload(index: int, stored: StoredView) -> memoryview:
+    """Entropy-decode one fragment (checking its coding parameters first)."""
     try:
-        coder = get_coder(frag.coding)
-        coder.check(frag.coding_params, frag.size, frag.raw_size)
-        return memoryview(coder.decode(fetch(index), frag.coding_params, frag.raw_size))
+        coder = get_coder(stored.coding)
+        coder.check(stored.coding_params, stored.data.nbytes, stored.raw_size)
+        return memoryview(coder.decode(stored.data, stored.coding_params, stored.raw_size))
     except HoloTensorError as exc:
         raise exc.located(fragment=index) from exc
 

@@ -107,3 +107,28 @@ def test_load_non_hct_file(tmp_path):
         holotensor.load_file(tmp_path / "x.hct")
     with pytest.raises(FileNotFoundError):
         holotensor.load_file(tmp_path / "missing.hct")
+
+
+def test_progressive_read_touches_only_the_prefix(tmp_path, monkeypatch):
+    """Loading the first k fragments fetches (and checksums) only those fragments' bytes."""
+    from holotensor.codecs import LowRankConfig
+    from holotensor.format.hct2 import HCT2Reader
+
+    w = torch.randn(64, 48, generator=torch.Generator().manual_seed(4))
+    holotensor.save_file({"w": w}, tmp_path / "w.hct", codec=LowRankConfig(fragments=4))
+    fetched: list[int] = []
+    real = HCT2Reader.fragment_bytes
+
+    def counting(self, name, index):
+        view = real(self, name, index)
+        fetched.append(view.nbytes)
+        return view
+
+    monkeypatch.setattr(HCT2Reader, "fragment_bytes", counting)
+    with holotensor.safe_open(tmp_path / "w.hct") as f:
+        sizes = [fr.size for fr in f.entry("w").fragments]
+        f.get_tensor("w", fragments=2)
+        assert fetched == sizes[:2]
+        fetched.clear()
+        f.get_tensor("w")
+        assert fetched == sizes

@@ -83,3 +83,19 @@ def test_shapes_and_validation():
         cfg.decode(payloads, {**enc.params, "splits": [0, 3, 2]}, spec)
     empty = cfg.encode(torch.empty(0, 5))
     assert cfg.decode([], empty.params, TensorSpec(dtype_info("F32"), (0, 5))).shape == (0, 5)
+
+
+def test_refine_in_place(tmp_path):
+    w = torch.randn(32, 24, generator=torch.Generator().manual_seed(9))
+    holotensor.save_file({"w": w}, tmp_path / "w.hct", codec=LowRankConfig(fragments=3, factor_dtype="F32"))
+    layer = torch.nn.Linear(24, 32, bias=False)
+    with holotensor.safe_open(tmp_path / "w.hct") as f:
+        with torch.no_grad():
+            layer.weight.copy_(f.get_tensor("w", fragments=1))
+        coarse = rel_l2(w, layer.weight)
+        storage = layer.weight.data_ptr()
+        f.get_tensor("w", out=layer.weight)
+        assert layer.weight.data_ptr() == storage
+        assert rel_l2(w, layer.weight) < coarse and rel_l2(w, layer.weight) < 1e-5
+        with pytest.raises(ValueError, match="out is"):
+            f.get_tensor("w", out=torch.zeros(3))
