@@ -37,6 +37,7 @@ def _table() -> dict[str, DTypeInfo]:
         ("BF16", "bfloat16", 2, "float", 8, 7),
         ("F8_E4M3", "float8_e4m3fn", 1, "float", 4, 3),
         ("F8_E5M2", "float8_e5m2", 1, "float", 5, 2),
+        ("F8_E8M0", "float8_e8m0fnu", 1, "float", 8, 0),
         ("I64", "int64", 8, "int", 0, 0),
         ("I32", "int32", 4, "int", 0, 0),
         ("I16", "int16", 2, "int", 0, 0),

@@ -205,8 +205,8 @@ LAYOUTS: dict[str, PlaneLayout] = {
 
 def _field_layout(info: DTypeInfo) -> PlaneLayout:
     """The entropy fields of a dtype, as a layout with symbols up to 16 bits (module docstring)."""
-    if info.kind != "float":
-        return _bytes_layout(info.itemsize)
+    if info.kind != "float" or info.exponent_bits + info.mantissa_bits >= 8 * info.itemsize:
+        return _bytes_layout(info.itemsize)  # integers, and floats without a sign bit (F8_E8M0)
     e, m = info.exponent_bits, info.mantissa_bits
     top_bits = m % 8
     head = [Segment(8 * info.itemsize - 1, 1, top_bits)]
