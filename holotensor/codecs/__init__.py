@@ -6,6 +6,7 @@ from holotensor.codecs import lossless as _lossless  # noqa: F401  (registers "l
 from holotensor.codecs import lowrank as _lowrank  # noqa: F401  (registers "lowrank")
 from holotensor.codecs import rph as _rph  # noqa: F401  (registers "rph")
 from holotensor.codecs import spectral as _spectral  # noqa: F401  (registers "spectral")
+from holotensor.codecs import tt as _tt  # noqa: F401  (registers "tt")
 from holotensor.codecs.base import (
     CodecConfig,
     Encoded,
@@ -24,6 +25,7 @@ from holotensor.codecs.lossless import LosslessConfig
 from holotensor.codecs.lowrank import LowRankConfig
 from holotensor.codecs.rph import RphConfig
 from holotensor.codecs.spectral import SpectralConfig
+from holotensor.codecs.tt import TTConfig
 
 __all__ = [
     "BlockQuantConfig",
@@ -35,6 +37,7 @@ __all__ = [
     "RphConfig",
     "SpectralConfig",
     "StoredView",
+    "TTConfig",
     "TensorSpec",
     "available_codecs",
     "codec_from_dict",
