@@ -203,3 +203,31 @@ def test_decoded_overflow_raises_decode_error():
     assert big.decode(views, enc.params, _spec(w)).abs().max() > 65504  # fine in float32
     with pytest.raises(DecodeError, match="overflow"):
         big.decode(views, enc.params, TensorSpec(from_torch(torch.float16), (1, 32)))
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_bit_plane_prefixes(tmp_path, symmetric):
+    import holotensor
+    from holotensor.dtypes import dtype_info
+
+    w = torch.randn(48, 256, generator=torch.Generator().manual_seed(7))
+    cfg = BlockQuantConfig(bits=8, group_size=64, symmetric=symmetric, planes=(4, 2, 2))
+    whole = BlockQuantConfig(bits=8, group_size=64, symmetric=symmetric)
+    holotensor.save_file({"w": w}, tmp_path / "w.hct", codec=cfg)
+    with holotensor.safe_open(tmp_path / "w.hct") as f:
+        entry = f.entry("w")
+        side = 1 if symmetric else 2
+        assert [fr.role for fr in entry.fragments][side:] == ["codes[7:4]", "codes[3:2]", "codes[1:0]"]
+        curve = entry.quality
+        assert [q.fragments for q in curve] == [side + 1, side + 2, side + 3]
+        assert curve[0].rel_l2 > curve[1].rel_l2 > curve[2].rel_l2
+        full = f.get_tensor("w")
+        assert torch.equal(full, whole.decode(
+            [memoryview(p.data).cast("B") for p in whole.encode(w).fragments], {}, TensorSpec(dtype_info("F32"), (48, 256))
+        ))
+        coarse = f.get_tensor("w", fragments=side + 1)
+        assert rel_l2(w, coarse) == pytest.approx(curve[0].rel_l2, rel=1e-6)
+        with pytest.raises(ValueError, match="decodes from"):
+            f.get_tensor("w", fragments=side)
+    with pytest.raises(ValueError, match="planes"):
+        BlockQuantConfig(bits=4, planes=(2, 1))
