@@ -64,10 +64,14 @@ def _measure(name: str, config: CodecConfig, weights: dict[str, torch.Tensor], t
         entries = {n: f.entry(n) for n in targets}
         total = sum(e.stored_bytes for e in entries.values())
         numel = sum(e.numel for e in entries.values())
-        depth = max(len(e.fragments) for e in entries.values())
-        for k in range(1, depth + 1):
-            decoded = {n: f.get_tensor(n, fragments=min(k, len(e.fragments))) for n, e in entries.items()}
-            read = sum(sum(fr.size for fr in e.fragments[:k]) for e in entries.values())
+        # step i loads, of every tensor, the i-th shortest prefix on its quality curve
+        prefixes = {n: [q.fragments for q in e.quality] for n, e in entries.items()}
+        depth = max(len(p) for p in prefixes.values())
+        for step in range(depth):
+            ks = {n: p[min(step, len(p) - 1)] for n, p in prefixes.items()}
+            decoded = {n: f.get_tensor(n, fragments=ks[n]) for n in entries}
+            read = sum(sum(fr.size for fr in e.fragments[: ks[n]]) for n, e in entries.items())
+            k = max(ks.values())
             ref = torch.cat([weights[n].reshape(-1) for n in targets])
             got = torch.cat([decoded[n].reshape(-1) for n in targets])
             fid = fidelity_of(decoded, partial=True)

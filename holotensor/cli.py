@@ -7,6 +7,7 @@ missing files, bad arguments), reported as one line on stderr; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -26,8 +27,14 @@ from holotensor.api import (
     safe_open,
     save_file,
 )
+from holotensor.api.calibrate import (
+    CALIBRATION_METHODS,
+    calibration_policy,
+    load_hessians,
+    read_calibration_text,
+)
 from holotensor.api.upstream import load_upstream
-from holotensor.codecs import get_codec
+from holotensor.codecs import BlockQuantConfig, codec_from_dict, get_codec
 from holotensor.codecs.base import CodecConfig
 from holotensor.dtypes import dtype_info, from_torch
 from holotensor.errors import HoloTensorError
@@ -99,7 +106,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             entries = convert_to_safetensors(src, dst, fragments=args.fragments, on_tensor=lambda e: bar.update(e.nbytes))
         print(f"wrote {dst}: {len(entries)} tensors, {sum(e.nbytes for e in entries):,} bytes")
         return 0
-    policy = Policy(rules=args.rule or [], default=args.codec, keep_sensitive_lossless=not args.compress_sensitive)
+    if args.calibrate is not None or args.calibration_method is not None:
+        policy = _calibrated_policy(src, args)
+    else:
+        sensitive = not args.compress_sensitive
+        policy = Policy(rules=args.rule or [], default=args.codec, keep_sensitive_lossless=sensitive)
 
     total = sum(e.nbytes for f in find_checkpoint(src) for e in SafetensorsReader(f).entries.values())
     start = time.perf_counter()
@@ -113,8 +124,61 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runner_arg(text: str) -> Any:
+    """``MODULE:FUNCTION`` -> the function (imported now, so a typo fails before any work)."""
+    module, colon, name = text.partition(":")
+    if not colon or not module or not name:
+        raise argparse.ArgumentTypeError(f"runner {text!r} must look like MODULE:FUNCTION")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot import calibration runner {text!r}: {exc}") from None
+    if not callable(fn):
+        raise argparse.ArgumentTypeError(f"calibration runner {text!r} is not callable")
+    return fn
+
+
+def _calibrated_policy(src: Path, args: argparse.Namespace) -> Policy:
+    """The policy of ``convert --calibrate``: calibrated blockquant for the layers with statistics.
+
+    ``--calibrate`` takes a statistics file (``save_hessians``) or a text file of samples, which
+    the ``--calibration-runner`` turns into statistics by running the model over them.
+    """
+    method = args.calibration_method or ("gptq" if args.calibrate is not None else "hqq")
+    if not isinstance(args.codec, BlockQuantConfig):
+        raise ValueError(
+            f"calibration chooses blockquant codes: pass --codec blockquant:..., not {args.codec.name!r}"
+        )
+    if args.rule:
+        raise ValueError("--rule cannot be combined with calibration (the calibrated layers pick the codecs)")
+    hessians = None
+    if args.calibrate is not None:
+        path = Path(args.calibrate)
+        if _kind(path) == "hct2":
+            hessians = load_hessians(path)
+        elif args.calibration_runner is None:
+            read_calibration_text(path)  # a bad file is reported first
+            raise ValueError(
+                f"{path} is calibration text: running it needs the model's code, given as "
+                "--calibration-runner MODULE:FUNCTION (e.g. models.calibration:minilm_hessians), "
+                "or pass a statistics file written by holotensor.api.calibrate.save_hessians"
+            )
+        else:
+            hessians = dict(args.calibration_runner(find_checkpoint(src), read_calibration_text(path)))
+        if method == "hqq":
+            raise ValueError("--calibration-method hqq is data-free; drop --calibrate or pick gptq/awq")
+        print(f"calibration: {method} on {len(hessians)} layer(s) with input statistics from {path}")
+    elif method != "hqq":
+        raise ValueError(f"--calibration-method {method} needs --calibrate FILE (statistics or text)")
+    return calibration_policy(
+        args.codec, method, hessians, default="lossless", keep_sensitive_lossless=not args.compress_sensitive
+    )
+
+
 def _convert_upstream(src: Path, dst: Path, kind: str, args: argparse.Namespace) -> int:
     """An upstream HCTN/HTNS file -> HCT V2 (or safetensors with ``--to safetensors``)."""
+    if args.calibrate is not None or args.calibration_method is not None:
+        raise ValueError("calibration applies to safetensors checkpoints, not upstream HCTN/HTNS files")
     tensors = load_upstream(src, kind)
     if args.to == "safetensors":
         with SafetensorsWriter(dst, [(n, from_torch(t.dtype).name, tuple(t.shape)) for n, t in tensors.items()]) as w:
@@ -182,10 +246,20 @@ def _rows(entries: Sequence[TensorEntry]) -> list[dict[str, Any]]:
                     {"fragments": q.fragments, "cosine": q.cosine, "rel_l2": q.rel_l2, "measured": q.measured}
                     for q in e.quality
                 ],
-                "progressive": len(e.quality) > 1,
+                "progressive": _progressive(e),
             }
         )
     return rows
+
+
+def _progressive(entry: TensorEntry) -> bool:
+    """Whether a strict prefix of the fragments decodes (the codec says, not the file)."""
+    try:
+        config = codec_from_dict(entry.codec.name, entry.codec.version, entry.codec.config)
+    except HoloTensorError:
+        return False
+    n = len(entry.fragments)
+    return config.min_fragments(entry.codec.params, n) < n
 
 
 def _totals(rows: Sequence[dict[str, Any]], file_size: int) -> dict[str, Any]:
@@ -206,12 +280,18 @@ def _quality_text(row: dict[str, Any]) -> str:
         return "lossless"
     if row["cosine"] is None:
         return "-"
-    text = f"cos {row['cosine']:.5f}"
-    return text + f" ({len(row['quality_curve'])} prefixes)" if row["progressive"] else text
+    return f"cos {row['cosine']:.5f}"
+
+
+def _prefix_text(row: dict[str, Any]) -> str:
+    if not row["progressive"]:
+        return "no" if row["fragments"] > 1 else "-"
+    curve = row["quality_curve"]
+    return f"{curve[0]['fragments']}..{row['fragments']} ({curve[0]['cosine']:.3f}..)" if curve else "yes"
 
 
 def _print_table(rows: Sequence[dict[str, Any]], file_size: int) -> None:
-    head = ["tensor", "dtype", "shape", "codec", "stored", "ratio", "bits/w", "quality"]
+    head = ["tensor", "dtype", "shape", "codec", "stored", "ratio", "bits/w", "quality", "prefixes"]
     body = [
         [
             r["tensor"],
@@ -222,13 +302,14 @@ def _print_table(rows: Sequence[dict[str, Any]], file_size: int) -> None:
             f"{r['ratio']:.4f}",
             f"{r['bits_per_weight']:.3f}",
             _quality_text(r),
+            _prefix_text(r),
         ]
         for r in rows
     ]
     t = _totals(rows, file_size)
     body.append(
         ["TOTAL (whole file)", "", f"{t['tensors']} tensors", "", f"{file_size:,}", f"{t['ratio']:.4f}",
-         f"{t['bits_per_weight']:.3f}", ""]
+         f"{t['bits_per_weight']:.3f}", "", ""]
     )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     right = {4, 5, 6}
@@ -304,6 +385,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fragments", type=int, default=None, help="when decompressing: use at most K leading fragments")
     c.add_argument("--check", action="store_true",
                    help="after converting to HCT V2, decode it and compare every tensor with the source")
+    c.add_argument("--calibrate", metavar="FILE", default=None,
+                   help="calibrate the blockquant codes of the linear layers: FILE is a statistics file "
+                   "(holotensor.api.calibrate.save_hessians) or UTF-8 text, one sample per line, run "
+                   "through the model by --calibration-runner; layers without statistics stay lossless")
+    c.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=None,
+                   help="gptq (default with --calibrate), awq (activation-aware clipping) or hqq "
+                   "(data-free: no --calibrate; every non-sensitive tensor)")
+    c.add_argument("--calibration-runner", type=_runner_arg, default=None, metavar="MODULE:FUNCTION",
+                   help="for a text --calibrate file: FUNCTION(checkpoint_files, samples) -> "
+                   "{weight name: X^T X / n}, e.g. models.calibration:minilm_hessians")
     c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     c.set_defaults(func=_cmd_convert)
 
