@@ -50,9 +50,11 @@ def test_rank_cap_matches_tt_svd_error():
 
 
 def test_matrix_uses_tt_matrix_factors():
-    enc = TTConfig(rank=8).encode(torch.randn(1536, 384))
+    from holotensor.codecs.tensor_train import factorize
+
+    enc = TTConfig(rank=8).encode(torch.randn(96, 64))
     assert enc.params["kind"] == "matrix"
-    assert enc.params["out_factors"] == [8, 12, 16] and enc.params["in_factors"] == [6, 8, 8]
+    assert enc.params["out_factors"] == list(factorize(96, 3)) and enc.params["in_factors"] == [4, 4, 4]
     assert TTConfig().encode(torch.randn(97, 40)).params["kind"] == "tensor"  # 97 is prime
 
 
