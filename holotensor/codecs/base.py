@@ -27,6 +27,7 @@ __all__ = [
     "codec_from_dict",
     "get_codec",
     "register_codec",
+    "tensor_bytes",
 ]
 
 
@@ -151,6 +152,12 @@ class CodecConfig:
             DecodeError: the payloads do not fit ``spec`` or ``params``.
         """
         raise NotImplementedError
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a tensor (any dtype, layout or device) as a payload."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
 
 
 _C = TypeVar("_C", bound=type[CodecConfig])

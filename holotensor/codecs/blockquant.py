@@ -34,18 +34,17 @@ from typing import Any
 import torch
 
 from holotensor.codecs import quant_math as qm
-from holotensor.codecs.base import CodecConfig, Encoded, FragmentPayload, TensorSpec, register_codec
+from holotensor.codecs.base import (
+    CodecConfig,
+    Encoded,
+    FragmentPayload,
+    TensorSpec,
+    register_codec,
+    tensor_bytes,
+)
 from holotensor.errors import DecodeError
 
 __all__ = ["BlockQuantConfig"]
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    """Little-endian bytes of a CPU tensor (16-bit floats are viewed as int16 for numpy)."""
-    t = t.detach().contiguous().cpu()
-    if t.dtype in (torch.float16, torch.bfloat16):
-        t = t.view(torch.int16)
-    return t.numpy().tobytes()
 
 
 def _plane_shifts(planes: Sequence[int]) -> list[tuple[int, int]]:
@@ -193,17 +192,17 @@ class BlockQuantConfig(CodecConfig):
                 f"quantized tensor (int{qt.bits}, group {qt.group_size}, symmetric={qt.symmetric}, "
                 f"{qt.scales.dtype}) does not match config {self.describe()}"
             )
-        side = [FragmentPayload(_tensor_bytes(qt.scales), coding=self.coding, role="scales")]
+        side = [FragmentPayload(tensor_bytes(qt.scales), coding=self.coding, role="scales")]
         if qt.zeros is not None:
-            side.append(FragmentPayload(_tensor_bytes(qt.zeros), coding=self.coding, role="zeros"))
+            side.append(FragmentPayload(tensor_bytes(qt.zeros), coding=self.coding, role="zeros"))
         if not self.planes:
-            return Encoded([FragmentPayload(_tensor_bytes(qt.packed), coding=self.coding, role="codes"), *side])
+            return Encoded([FragmentPayload(tensor_bytes(qt.packed), coding=self.coding, role="codes"), *side])
         codes = qt.codes().reshape(-1)
         planes = []
         for width, shift in _plane_shifts(self.planes):
             plane = torch.bitwise_and(torch.bitwise_right_shift(codes, shift), (1 << width) - 1)
             role = f"codes[{shift + width - 1}:{shift}]"
-            planes.append(FragmentPayload(_tensor_bytes(qm.pack_bits(plane, width)), coding=self.coding, role=role))
+            planes.append(FragmentPayload(tensor_bytes(qm.pack_bits(plane, width)), coding=self.coding, role=role))
         return Encoded([*side, *planes])
 
     def decode_quantized(

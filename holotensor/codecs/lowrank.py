@@ -22,7 +22,14 @@ from typing import Any
 
 import torch
 
-from holotensor.codecs.base import CodecConfig, Encoded, FragmentPayload, TensorSpec, register_codec
+from holotensor.codecs.base import (
+    CodecConfig,
+    Encoded,
+    FragmentPayload,
+    TensorSpec,
+    register_codec,
+    tensor_bytes,
+)
 from holotensor.dtypes import dtype_info
 from holotensor.errors import DecodeError
 
@@ -105,7 +112,7 @@ class LowRankConfig(CodecConfig):
         fragments = []
         for a, b in itertools.pairwise(splits):
             data = torch.cat([us[:, a:b].contiguous().reshape(-1), vh[a:b].contiguous().reshape(-1)])
-            fragments.append(FragmentPayload(_as_bytes(data), "zstd", {}, role=f"rank {a}-{b - 1}"))
+            fragments.append(FragmentPayload(tensor_bytes(data), "zstd", {}, role=f"rank {a}-{b - 1}"))
         return Encoded(fragments, {"rows": rows, "cols": cols, "splits": splits})
 
     def min_fragments(self, params: Mapping[str, Any], n_fragments: int) -> int:
@@ -146,6 +153,3 @@ class LowRankConfig(CodecConfig):
             out.addmm_(flat[: rows * c].reshape(rows, c), flat[rows * c :].reshape(c, cols))
         return out.to(spec.dtype.torch_dtype).reshape(spec.shape)
 
-
-def _as_bytes(t: torch.Tensor) -> memoryview:
-    return memoryview(t.contiguous().view(torch.uint8).numpy()).cast("B")

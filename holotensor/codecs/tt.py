@@ -27,7 +27,14 @@ from typing import Any
 
 import torch
 
-from holotensor.codecs.base import CodecConfig, Encoded, FragmentPayload, TensorSpec, register_codec
+from holotensor.codecs.base import (
+    CodecConfig,
+    Encoded,
+    FragmentPayload,
+    TensorSpec,
+    register_codec,
+    tensor_bytes,
+)
 from holotensor.codecs.tensor_train import tt_matrix, tt_matrix_to_matrix, tt_svd, tt_to_tensor
 from holotensor.dtypes import dtype_info
 from holotensor.errors import DecodeError
@@ -97,7 +104,7 @@ class TTConfig(CodecConfig):
         previous = [0] * len(full)  # nothing stored yet, not even the boundary rank
         for level in levels:
             parts = [p.reshape(-1) for k, c in enumerate(cores) for p in _increment(c, previous, level, k)]
-            fragments.append(FragmentPayload(_as_bytes(torch.cat(parts)), "zstd", {}, role=f"ranks {level[1:-1]}"))
+            fragments.append(FragmentPayload(tensor_bytes(torch.cat(parts)), "zstd", {}, role=f"ranks {level[1:-1]}"))
             previous = level
         params["levels"] = levels
         return Encoded(fragments, params)
@@ -218,6 +225,3 @@ def _check_levels(levels: Any, d: int, dims: list[int]) -> None:
 def _int_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
 
-
-def _as_bytes(t: torch.Tensor) -> memoryview:
-    return memoryview(t.contiguous().view(torch.uint8).numpy()).cast("B")
