@@ -57,7 +57,7 @@ def encode_tensor(
     fragments = []
     for payload in encoded.fragments:
         view = memoryview(payload.data).cast("B")
-        stored, params = get_coder(payload.coding).encode(view, payload.coding_options)
+        stored, params = get_coder(payload.coding).encode_parts(view, payload.coding_options)
         fragments.append(StoredFragment(stored, view.nbytes, payload.coding, params, payload.role))
         if exact:
             payload.data = None  # no prefix will be decoded: free the raw payload before the next one

@@ -25,6 +25,12 @@ class EntropyCoder(ABC):
     def encode(self, data: memoryview, options: Mapping[str, Any]) -> tuple[bytes | bytearray, dict[str, Any]]:
         """Return (stored bytes, decoder parameters to persist)."""
 
+    def encode_parts(self, data: memoryview, options: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """As :meth:`encode`, with the stored bytes as a list of buffers to be stored back to
+        back; coders that produce pieces (zstd frames) override it to skip a joining copy."""
+        stored, params = self.encode(data, options)
+        return [stored], params
+
     @abstractmethod
     def check(self, params: Mapping[str, Any], stored_size: int, raw_size: int) -> None:
         """Validate persisted parameters against the stored and raw sizes *before* any

@@ -135,6 +135,12 @@ class ZstdCoder(EntropyCoder):
 
     def encode(self, data: memoryview, options: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
         """Compress ``data`` as ``ceil(len / frame_size)`` frames, in parallel."""
+        frames, params = self.encode_parts(data, options)
+        return b"".join(frames), params
+
+    def encode_parts(self, data: memoryview, options: Mapping[str, Any]) -> tuple[list[bytes], dict[str, Any]]:
+        """As :meth:`encode`, but the frames are returned separately (the writer stores them back
+        to back), which saves joining them into one more copy of the fragment."""
         frame_size = _frame_size_option(options)
         params = _compression_params(options)
         key = tuple(sorted((k, v) for k, v in options.items() if k != "frame_size"))
@@ -148,7 +154,7 @@ class ZstdCoder(EntropyCoder):
                 frames[i] = comp.compress(src[i * frame_size : (i + 1) * frame_size])
 
         parallel_ranges(work, count, 1)
-        return b"".join(frames), {"frame_size": frame_size, "frames": [len(f) for f in frames]}
+        return frames, {"frame_size": frame_size, "frames": [len(f) for f in frames]}
 
     def check(self, params: Mapping[str, Any], stored_size: int, raw_size: int) -> None:
         """Validate the frame table against the stored and raw sizes, allocating nothing.
