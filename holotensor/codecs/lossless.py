@@ -57,6 +57,7 @@ from holotensor.codecs.base import (
     TensorSpec,
     register_codec,
 )
+from holotensor.codecs.lossless_gpu import decode_planes_on_device, device_decoder_available
 from holotensor.dtypes import DTypeInfo, from_torch
 from holotensor.entropy.base import get_coder
 from holotensor.entropy.fields import LAYOUTS, PlaneLayout, merge_chunk, merge_planes, split_planes
@@ -178,7 +179,8 @@ class LosslessConfig(CodecConfig):
         """Fused CPU decode: frame i of every plane is decompressed and merged into the output
         while it is in cache, on all cores; this halves the memory traffic of decode-then-merge.
         Used when every plane is zstd frames of one frame size; ``None`` (generic path) otherwise.
-        Other devices get the CPU result copied over (no on-device zstd decoder is wired in yet).
+        On another device with Triton installed, the planes are decoded there instead
+        (:mod:`holotensor.codecs.lossless_gpu`); without Triton the CPU result is copied over.
         """
         layout = _layout_from_params(params, spec)
         numel = spec.numel
@@ -196,6 +198,8 @@ class LosslessConfig(CodecConfig):
                 coder.check(s.coding_params, s.data.nbytes, s.raw_size)
             except HoloTensorError as exc:
                 raise exc.located(fragment=i) from exc
+        if torch.device(device).type != "cpu" and device_decoder_available():
+            return decode_planes_on_device(stored, layout, spec, device)
         spans = frame_spans(stored[0].coding_params, numel)
         out = np.empty(numel, np.dtype(f"u{layout.itemsize}"))
 
