@@ -1,6 +1,7 @@
 """Codecs: tensor <-> ordered fragments, one module per codec, found by name in a registry."""
 
 from holotensor.codecs import blockquant as _blockquant  # noqa: F401  (registers "blockquant")
+from holotensor.codecs import codebook as _codebook  # noqa: F401  (registers "codebook")
 from holotensor.codecs import holographic
 from holotensor.codecs import lossless as _lossless  # noqa: F401  (registers "lossless")
 from holotensor.codecs import lowrank as _lowrank  # noqa: F401  (registers "lowrank")
@@ -19,6 +20,7 @@ from holotensor.codecs.base import (
     register_codec,
 )
 from holotensor.codecs.blockquant import BlockQuantConfig
+from holotensor.codecs.codebook import CodebookConfig
 from holotensor.codecs.dct import dct, dct2, idct, idct2
 from holotensor.codecs.holographic import decode_htns, encode_htns_payloads
 from holotensor.codecs.lossless import LosslessConfig
@@ -29,6 +31,7 @@ from holotensor.codecs.tt import TTConfig
 
 __all__ = [
     "BlockQuantConfig",
+    "CodebookConfig",
     "CodecConfig",
     "Encoded",
     "FragmentPayload",

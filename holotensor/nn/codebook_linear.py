@@ -14,28 +14,17 @@ calibration activations (:meth:`CodebookLinear.fit_calibration`) or end to end w
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from holotensor.codecs import vq_math as vm
 from holotensor.codecs.base import Encoded, TensorSpec
-from holotensor.codecs.codebook import CodebookConfig
+from holotensor.codecs.codebook import CodebookConfig, triton_decoder
 from holotensor.dtypes import from_torch
 from holotensor.nn.compress import register_compress_handler
 
 __all__ = ["CodebookDecoder", "CodebookLinear"]
-
-
-def _triton_decode() -> Callable[..., torch.Tensor] | None:
-    """The Triton launcher, or ``None`` where Triton is not installed."""
-    try:
-        from triton_kernels.codebook import codebook_decode
-    except ImportError:
-        return None
-    return codebook_decode
 
 
 class CodebookDecoder(nn.Module):
@@ -71,11 +60,20 @@ class CodebookDecoder(nn.Module):
             self.codebooks.requires_grad or (self.scales is not None and self.scales.requires_grad)
         )
         if self.codes.is_cuda and not trainable and stages in (None, self.stages):
-            launcher = _triton_decode()
+            launcher = triton_decoder()
             if launcher is not None:
                 _, k = vm.row_view(self.shape)
                 return launcher(self.codes, self.codebooks, self.scales, cols=k).reshape(self.shape)
         return vm.reconstruct(self.codes, self.codebooks, self.scales, self.shape, stages=stages)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer groups: codebooks at ``lr``, scales at ``lr`` times their mean magnitude, so that
+        one step moves both by a similar fraction whatever the weights' scale."""
+        groups: list[dict] = [{"params": [self.codebooks], "lr": lr}]
+        if self.scales is not None:
+            size = float(self.scales.detach().abs().mean()) if self.scales.numel() else 1.0
+            groups.append({"params": [self.scales], "lr": lr * max(size, 1e-8)})
+        return groups
 
     def to_codebook_tensor(self) -> vm.CodebookTensor:
         """The current state with codebooks and scales rounded to fp16, as the codec stores them.
@@ -127,7 +125,7 @@ class CodebookLinear(nn.Module):
         calibration: torch.Tensor | None = None,
         *,
         steps: int = 100,
-        lr: float = 1e-3,
+        lr: float = 1e-2,
     ) -> CodebookLinear:
         """Quantize ``linear.weight`` with ``config``.
 
@@ -171,11 +169,12 @@ class CodebookLinear(nn.Module):
         return x
 
     def fit_calibration(
-        self, weight: torch.Tensor, calibration: torch.Tensor, *, steps: int = 100, lr: float = 1e-3
+        self, weight: torch.Tensor, calibration: torch.Tensor, *, steps: int = 100, lr: float = 1e-2
     ) -> list[float]:
         """Fine-tune codebooks and scales (codes fixed) so ``x W_hat^T`` matches ``x W^T`` on the calibration inputs.
 
-        Minimizes the relative output error ``||(W - W_hat) X^T||^2 / ||W X^T||^2`` with Adam. ``X``
+        Minimizes the relative output error ``||(W - W_hat) X^T||^2 / ||W X^T||^2`` with Adam
+        (groups from :meth:`CodebookDecoder.param_groups`). ``X``
         is replaced by the ``R`` of its QR factorization when it has more rows than columns
         (``R^T R = X^T X``, same loss, smaller products).
 
@@ -195,8 +194,7 @@ class CodebookLinear(nn.Module):
         w = weight.detach().float().to(x.device)
         target = w @ x.T
         norm = target.square().sum().clamp(min=torch.finfo(torch.float32).tiny)
-        params = [p for p in (self.decoder.codebooks, self.decoder.scales) if p is not None]
-        opt = torch.optim.Adam(params, lr=lr)
+        opt = torch.optim.Adam(self.decoder.param_groups(lr))
         losses = []
         for step in range(steps + 1):
             with torch.enable_grad():
