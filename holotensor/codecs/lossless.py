@@ -200,22 +200,23 @@ class LosslessConfig(CodecConfig):
                 raise exc.located(fragment=i) from exc
         if torch.device(device).type != "cpu" and device_decoder_available():
             return decode_planes_on_device(stored, layout, spec, device)
-        spans = frame_spans(stored[0].coding_params, numel)
+        spans = [frame_spans(s.coding_params, numel) for s in stored]
         out = np.empty(numel, np.dtype(f"u{layout.itemsize}"))
 
         def work(lo: int, hi: int) -> None:
             for f in range(lo, hi):
-                a, b = spans[f][1]
                 planes = []
                 for i, s in enumerate(stored):
+                    (a, b), (c, d) = spans[i][f]
                     try:
-                        data = coder.decode_frame(s.data, s.coding_params, numel, f)
+                        data = coder.decode_frame(s.data[a:b], d - c, f)
                     except HoloTensorError as exc:
                         raise exc.located(fragment=i) from exc
                     planes.append(np.frombuffer(data, np.uint8))
-                merge_chunk(planes, layout, out[a:b])
+                c, d = spans[0][f][1]
+                merge_chunk(planes, layout, out[c:d])
 
-        parallel_ranges(work, len(spans), 1)
+        parallel_ranges(work, len(spans[0]), 1)
         tensor = torch.from_numpy(out).view(spec.dtype.torch_dtype).reshape(spec.shape)
         return tensor if torch.device(device).type == "cpu" else tensor.to(device)
 

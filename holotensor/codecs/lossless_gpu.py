@@ -69,7 +69,8 @@ def decode_planes_on_device(
         code = int(status[j])
         if code != STATUS_FALLBACK:
             raise DecodeError(f"zstd frame {index}: {STATUS_NAMES.get(code, code)} (device decoder)", fragment=plane)
-        data = coder.decode_frame(stored[plane].data, stored[plane].coding_params, numel, index)
+        (a, b), _ = frame_spans(stored[plane].coding_params, numel)[index]
+        data = coder.decode_frame(stored[plane].data[a:b], out_sizes[j], index)
         out[out_offsets[j] : out_offsets[j] + out_sizes[j]] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
     planes = [out[p * numel : (p + 1) * numel] for p in range(len(stored))]
     segments = [[(seg.src, seg.width, seg.dst) for seg in plane] for plane in layout.planes]

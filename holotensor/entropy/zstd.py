@@ -222,11 +222,11 @@ class ZstdCoder(EntropyCoder):
         parallel_ranges(work, len(spans), 1)
         return out
 
-    def decode_frame(self, stored: memoryview, params: Mapping[str, Any], raw_size: int, index: int) -> bytes:
-        """Decompress frame ``index`` alone (after :meth:`check`), for decoders that consume each
-        frame while it is in cache. Thread-safe: each thread uses its own decompressor."""
-        (a, b), (c, d) = frame_spans(params, raw_size)[index]
-        return _decode_frame(_decompressor(), stored[a:b], d - c, index)
+    def decode_frame(self, frame: memoryview, raw_size: int, index: int) -> bytes:
+        """Decompress one frame (its stored bytes, located with :func:`frame_spans` after
+        :meth:`check`) that must hold exactly ``raw_size`` bytes, for decoders that consume
+        each frame while it is in cache. Thread-safe: each thread has its own decompressor."""
+        return _decode_frame(_decompressor(), frame, raw_size, index)
 
 
 def frame_spans(params: Mapping[str, Any], raw_size: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
