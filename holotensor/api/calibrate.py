@@ -13,6 +13,20 @@ policies:
   quantized by a calibration method while they stream through ``save_file``/``convert_to_hct``;
   the file holds plain "blockquant" tensors.
 * :func:`calibrate_` quantizes a live model's linear layers in place and returns the codes.
+
+On the command line the library still never runs a model itself::
+
+    holotensor convert m.safetensors m.hct --codec blockquant:bits=4 --calibration-method hqq
+    holotensor convert m.safetensors m.hct --codec blockquant:bits=4 --calibrate stats.hct
+    holotensor convert m.safetensors m.hct --codec blockquant:bits=4 --calibrate samples.txt \
+        --calibration-runner my_package.calibration:hessians
+
+The first is data-free. The second reads statistics some model code wrote with
+:func:`save_hessians`. The third imports ``hessians(checkpoint_files, samples)`` (the model code),
+which must return ``{weight name: X^T X / n}`` for the text's non-empty lines. Statistics come
+from one pass of the original model, so every layer is calibrated against unquantized inputs;
+GPTQ's sequential variant (statistics re-collected after each quantized layer) needs the model in
+the loop and is not implemented.
 """
 
 from __future__ import annotations

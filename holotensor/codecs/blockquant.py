@@ -47,6 +47,18 @@ from holotensor.errors import DecodeError
 __all__ = ["BlockQuantConfig"]
 
 
+def _dequantize_on_device(qt: qm.QuantizedTensor) -> torch.Tensor | None:
+    """Unpack and dequantize with the Triton kernel (float32 out, the same bits as
+    :meth:`QuantizedTensor.dequantize`); ``None`` when Triton is not installed."""
+    try:
+        from triton_kernels.dequant import dequantize
+    except ImportError:
+        return None
+    return dequantize(
+        qt.packed, qt.scales, qt.zeros, bits=qt.bits, group_size=qt.group_size, shape=qt.shape, dtype=torch.float32
+    )
+
+
 def _plane_shifts(planes: Sequence[int]) -> list[tuple[int, int]]:
     """(width, shift) of each bit plane, most significant first."""
     out, shift = [], sum(planes)
@@ -269,7 +281,10 @@ class BlockQuantConfig(CodecConfig):
         if spec.dtype.kind != "float":
             raise DecodeError(f"blockquant decodes to floating dtypes only, not {spec.dtype.name}")
         target = spec.dtype.torch_dtype
-        out = self.decode_quantized(payloads, spec, device=device).dequantize(torch.float32)
+        qt = self.decode_quantized(payloads, spec, device=device)
+        out = _dequantize_on_device(qt) if torch.device(device).type == "cuda" else None
+        if out is None:
+            out = qt.dequantize(torch.float32)
         if out.numel() and not bool(out.abs().amax() <= torch.finfo(target).max):
             raise DecodeError(f"blockquant values overflow {spec.dtype.name} (scales or zeros out of range)")
         return out.to(target)

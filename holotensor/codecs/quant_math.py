@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
+    "CLIP_RATIOS",
     "MAX_BITS",
     "MAX_GROUP_SIZE",
     "MIN_BITS",
@@ -55,6 +56,7 @@ __all__ = [
     "packed_size",
     "quantize",
     "quantize_with",
+    "range_params",
     "resolve_scale_dtype",
     "round_params",
     "scales_shape",
@@ -74,6 +76,8 @@ SCALE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 SCALE_SEARCHES = ("minmax", "mse", "lsq")
 # Clipping ratios tried by the MSE search, from no clipping down to half the range.
 _MSE_GRID = torch.linspace(1.0, 0.5, 26).tolist()
+CLIP_RATIOS: tuple[float, ...] = tuple(_MSE_GRID)
+"""The clipping ratios every range search tries (the MSE search here, calibration's searches)."""
 
 
 def validate_bits(bits: int, *, low: int = MIN_BITS, high: int = MAX_BITS) -> int:
@@ -239,6 +243,16 @@ def _minmax(
         return (mx - mn) / (hi - lo), mn
     amax = xg.clamp(min=0) if lo == 0 else xg.abs()
     return amax.amax(dim=-1, keepdim=True) * ratio / hi, None
+
+
+def range_params(
+    xg: torch.Tensor, lo: int, hi: int, *, offset: bool, ratio: float, scale_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Stored scales (and zeros) covering ``ratio`` of each group's range, shaped ``(..., 1)``.
+
+    The candidate every clipping search evaluates; ``ratio=1`` is plain round to nearest.
+    """
+    return round_params(*_minmax(xg, lo, hi, offset, ratio), scale_dtype)
 
 
 def fit_params_grouped(

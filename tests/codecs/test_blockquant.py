@@ -231,3 +231,13 @@ def test_bit_plane_prefixes(tmp_path, symmetric):
             f.get_tensor("w", fragments=side)
     with pytest.raises(ValueError, match="planes"):
         BlockQuantConfig(bits=4, planes=(2, 1))
+
+
+def test_device_dequantize_path_matches_torch():
+    """The Triton path load_file(device="cuda") takes; under the interpreter on CPU tensors here."""
+    pytest.importorskip("triton")
+    from holotensor.codecs.blockquant import _dequantize_on_device
+
+    cfg = BlockQuantConfig(bits=3, group_size=32)
+    qt = cfg.quantize(torch.randn(5, 96, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(_dequantize_on_device(qt), qt.dequantize(torch.float32))
