@@ -203,20 +203,23 @@ class LosslessConfig(CodecConfig):
         spans = [frame_spans(s.coding_params, numel) for s in stored]
         out = np.empty(numel, np.dtype(f"u{layout.itemsize}"))
 
+        frame_elements = stored[0].coding_params["frame_size"]
+
         def work(lo: int, hi: int) -> None:
+            size = min(frame_elements, numel)
+            scratch = np.empty(size, out.dtype)
+            buffers = [np.empty(size, np.uint8) for _ in stored]
             for f in range(lo, hi):
-                planes = []
+                c, d = spans[0][f][1]
                 for i, s in enumerate(stored):
-                    (a, b), (c, d) = spans[i][f]
+                    (a, b), _ = spans[i][f]
                     try:
-                        data = coder.decode_frame(s.data[a:b], d - c, f)
+                        coder.decode_frame_into(s.data[a:b], memoryview(buffers[i])[: d - c], f)
                     except HoloTensorError as exc:
                         raise exc.located(fragment=i) from exc
-                    planes.append(np.frombuffer(data, np.uint8))
-                c, d = spans[0][f][1]
-                merge_chunk(planes, layout, out[c:d])
+                merge_chunk([buf[: d - c] for buf in buffers], layout, out[c:d], scratch)
 
-        parallel_ranges(work, len(spans[0]), 1)
+        parallel_ranges(work, len(spans[0]), 16)  # 16 frames per work item share one scratch buffer
         tensor = torch.from_numpy(out).view(spec.dtype.torch_dtype).reshape(spec.shape)
         return tensor if torch.device(device).type == "cpu" else tensor.to(device)
 

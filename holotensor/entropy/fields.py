@@ -321,11 +321,20 @@ def merge_planes(planes: Sequence[object], layout: PlaneLayout, numel: int) -> n
     return out
 
 
-def merge_chunk(planes: Sequence[np.ndarray], layout: PlaneLayout, out: np.ndarray) -> None:
+def merge_chunk(
+    planes: Sequence[np.ndarray], layout: PlaneLayout, out: np.ndarray, scratch: np.ndarray | None = None
+) -> None:
     """Merge equal-length uint8 plane slices into ``out`` (a slice of the element array): the
     inner step of :func:`merge_planes`, also used by decoders that merge each frame while it is
-    still in cache."""
-    tmp = np.empty(out.size, out.dtype) if len(planes) > 1 else out
+    still in cache. ``scratch`` (at least ``out.size`` elements of ``out.dtype``) is reused
+    between calls by such decoders: a fresh large buffer per call costs page faults that
+    serialize threads."""
+    if len(planes) == 1:
+        tmp = out
+    elif scratch is not None and scratch.size >= out.size and scratch.dtype == out.dtype:
+        tmp = scratch[: out.size]
+    else:
+        tmp = np.empty(out.size, out.dtype)
     for i, (arr, step) in enumerate(zip(planes, layout.merge_steps, strict=True)):
         _deposit(arr, step, out, tmp, first=i == 0)
 

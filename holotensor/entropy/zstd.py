@@ -222,11 +222,40 @@ class ZstdCoder(EntropyCoder):
         parallel_ranges(work, len(spans), 1)
         return out
 
+    def decode_frame_into(self, frame: memoryview, out: memoryview, index: int) -> None:
+        """As :meth:`decode_frame`, into a caller's buffer of exactly the frame's raw size."""
+        _decode_frame_into(_decompressor(), frame, out, index)
+
     def decode_frame(self, frame: memoryview, raw_size: int, index: int) -> bytes:
         """Decompress one frame (its stored bytes, located with :func:`frame_spans` after
         :meth:`check`) that must hold exactly ``raw_size`` bytes, for decoders that consume
         each frame while it is in cache. Thread-safe: each thread has its own decompressor."""
         return _decode_frame(_decompressor(), frame, raw_size, index)
+
+
+def _decode_frame_into(dctx: Any, frame: memoryview, out: memoryview, index: int) -> None:
+    """One frame into ``out``, which it must fill exactly: no allocation per frame (a fresh buffer
+    per frame costs an mmap/munmap pair, and the TLB shootdowns stall every other thread)."""
+    want = out.nbytes
+    try:
+        declared = zstandard.frame_content_size(frame)
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"zstd frame {index}: bad frame header ({exc})") from None
+    if declared != want:
+        raise DecodeError(f"zstd frame {index}: header declares {declared} bytes, expected {want}")
+    got = 0
+    try:
+        with dctx.stream_reader(frame) as reader:
+            while got < want:
+                n = reader.readinto(out[got:])
+                if n == 0:
+                    break
+                got += n
+            extra = reader.read(1)
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"zstd frame {index}: {exc}") from None
+    if got != want or extra:
+        raise DecodeError(f"zstd frame {index}: decoded {got + len(extra)}+ bytes, expected {want}")
 
 
 def frame_spans(params: Mapping[str, Any], raw_size: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:

@@ -264,3 +264,24 @@ def test_raw_coder() -> None:
         coder.decode(memoryview(b"abc"), {}, 2)
     with pytest.raises(ValueError):
         coder.encode(memoryview(b"abc"), {"level": 3})
+
+
+def test_decode_frame_into_checks_sizes_and_damage():
+    import zstandard as zs
+
+    from holotensor.errors import DecodeError
+
+    coder = ZstdCoder()
+    data = bytes(range(256)) * 64
+    frame = zs.ZstdCompressor(write_content_size=True, write_checksum=True).compress(data)
+    out = bytearray(len(data))
+    coder.decode_frame_into(memoryview(frame), memoryview(out), 3)
+    assert bytes(out) == data
+    with pytest.raises(DecodeError, match="frame 3: header declares"):
+        coder.decode_frame_into(memoryview(frame), memoryview(out)[:-1], 3)
+    with pytest.raises(DecodeError, match="frame 3"):
+        coder.decode_frame_into(memoryview(frame[:-6]), memoryview(out), 3)
+    damaged = bytearray(frame)
+    damaged[len(damaged) // 2] ^= 0x40
+    with pytest.raises(DecodeError, match="frame 3"):
+        coder.decode_frame_into(memoryview(bytes(damaged)), memoryview(out), 3)
