@@ -60,8 +60,15 @@ from holotensor.codecs.base import (
 from holotensor.codecs.lossless_gpu import decode_planes_on_device, device_decoder_available
 from holotensor.dtypes import DTypeInfo, from_torch
 from holotensor.entropy.base import get_coder
-from holotensor.entropy.fields import LAYOUTS, PlaneLayout, merge_chunk, merge_planes, split_planes
-from holotensor.entropy.parallel import parallel_ranges
+from holotensor.entropy.fields import (
+    LAYOUTS,
+    PlaneLayout,
+    fresh_array,
+    merge_chunk,
+    merge_planes,
+    split_planes,
+)
+from holotensor.entropy.parallel import parallel_ranges, worker_count
 from holotensor.entropy.zstd import MAX_FRAME_SIZE, frame_spans
 from holotensor.errors import DecodeError, HoloTensorError
 
@@ -201,7 +208,7 @@ class LosslessConfig(CodecConfig):
         if torch.device(device).type != "cpu" and device_decoder_available():
             return decode_planes_on_device(stored, layout, spec, device)
         spans = [frame_spans(s.coding_params, numel) for s in stored]
-        out = np.empty(numel, np.dtype(f"u{layout.itemsize}"))
+        out = fresh_array(numel, np.dtype(f"u{layout.itemsize}"))
 
         frame_elements = stored[0].coding_params["frame_size"]
 
@@ -219,7 +226,8 @@ class LosslessConfig(CodecConfig):
                         raise exc.located(fragment=i) from exc
                 merge_chunk([buf[: d - c] for buf in buffers], layout, out[c:d], scratch)
 
-        parallel_ranges(work, len(spans[0]), 16)  # 16 frames per work item share one scratch buffer
+        frames = len(spans[0])  # one work item per core, so each allocates its buffers once
+        parallel_ranges(work, frames, -(-frames // worker_count()))
         tensor = torch.from_numpy(out).view(spec.dtype.torch_dtype).reshape(spec.shape)
         return tensor if torch.device(device).type == "cpu" else tensor.to(device)
 
