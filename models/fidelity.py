@@ -72,3 +72,26 @@ def fidelity_of(
     return embedding_fidelity(
         _reference_embeddings(), candidate.encode(load_sentences(), batch_size=batch_size)
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models FILE``: MiniLM embedding fidelity of a compressed checkpoint."""
+    import argparse
+
+    import holotensor
+
+    parser = argparse.ArgumentParser(description="MiniLM sentence-embedding fidelity of a compressed checkpoint.")
+    parser.add_argument("file", help="an HCT V2 (or safetensors) file of all-MiniLM-L6-v2 weights")
+    args = parser.parse_args(argv)
+    if str(args.file).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        tensors = load_file(args.file)
+    else:
+        tensors = holotensor.load_file(args.file)
+    fid = fidelity_of(tensors, partial=True)
+    print(
+        f"fidelity on {fid['n']} sentences: mean cosine {fid['mean_cosine']:.5f}, min {fid['min_cosine']:.5f}, "
+        f"Spearman {fid['spearman']:.5f}, top-1 agreement {fid['top1_agreement']:.3f}"
+    )
+    return 0
