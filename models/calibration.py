@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from holotensor.api.calibrate import collect_hessians, read_calibration_text, save_hessians
 from models.minilm import MiniLM
 
-__all__ = ["CALIBRATION_PATH", "DEFAULT_SAMPLES", "encoder_hessians", "minilm_hessians"]
+__all__ = ["CALIBRATION_PATH", "DEFAULT_SAMPLES", "encoder_hessians", "minilm_hessians", "upgrade_order"]
 
 CALIBRATION_PATH = Path(__file__).resolve().parent / "data" / "calibration.txt"
 """200 everyday sentences written for calibration, disjoint from the evaluation sentences."""
@@ -70,6 +70,35 @@ def minilm_hessians(
     for f in checkpoint_files:
         tensors.update(load_file(os.fspath(f)))
     return encoder_hessians(MiniLM.from_state_dict(tensors), list(samples)[:limit])
+
+
+def upgrade_order(
+    model: MiniLM,
+    low: Mapping[str, torch.Tensor],
+    high: Mapping[str, torch.Tensor],
+    samples: Sequence[str],
+) -> list[str]:
+    """Tensor names, most worth upgrading first, for mixed precision under a bit budget.
+
+    Each tensor of ``low`` (dequantized weights at the lower precision) is swapped alone for its
+    ``high`` version, and the gain in mean embedding cosine *on the calibration samples* is
+    divided by its share of the weights. Ranking on calibration text keeps the evaluation
+    sentences out of the choice.
+    """
+    from holotensor.analysis import embedding_fidelity
+
+    reference = model.encode(list(samples))
+    base_state = dict(model.state_dict())
+
+    def cosine_with(weights: Mapping[str, torch.Tensor]) -> float:
+        state = {**base_state, **low, **weights}
+        candidate = MiniLM.from_state_dict(state, model.config, tokenizer=model.tokenizer)
+        return float(embedding_fidelity(reference, candidate.encode(list(samples)))["mean_cosine"])
+
+    total = sum(t.numel() for t in low.values())
+    floor = cosine_with({})
+    gain = {n: (cosine_with({n: high[n]}) - floor) * total / low[n].numel() for n in low}
+    return sorted(gain, key=gain.__getitem__, reverse=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

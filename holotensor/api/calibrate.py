@@ -209,9 +209,13 @@ def calibration_policy(
 
 
 def quantized_policy(
-    quantized: Mapping[str, qm.QuantizedTensor], config: BlockQuantConfig, *, default: CodecSpec = "lossless"
+    quantized: Mapping[str, qm.QuantizedTensor],
+    config: BlockQuantConfig | Mapping[str, BlockQuantConfig],
+    *,
+    default: CodecSpec = "lossless",
 ) -> Policy:
-    """A policy that stores precomputed codes (e.g. from :func:`calibrate_`) under their names."""
+    """A policy that stores precomputed codes (e.g. from :func:`calibrate_`) under their names;
+    ``config`` may differ per tensor (a mapping by name), for mixed precision."""
 
     def fixed(name: str, qt: qm.QuantizedTensor) -> Callable[[torch.Tensor], qm.QuantizedTensor]:
         def run(tensor: torch.Tensor) -> qm.QuantizedTensor:
@@ -221,8 +225,11 @@ def quantized_policy(
 
         return run
 
+    def config_of(name: str) -> BlockQuantConfig:
+        return config if isinstance(config, BlockQuantConfig) else config[name]
+
     return Policy(
-        rules={n: _calibrated(config, fixed(n, qt)) for n, qt in quantized.items()}, default=default
+        rules={n: _calibrated(config_of(n), fixed(n, qt)) for n, qt in quantized.items()}, default=default
     )
 
 

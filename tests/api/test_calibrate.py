@@ -154,3 +154,16 @@ def test_hqq_keeps_the_shape_of_nd_weights():
     w = torch.randn(2, 3, 64)
     qt = calibrate_tensor(w, CFG, "hqq")
     assert qt.shape == (2, 3, 64) and qt.scales.shape == (2, 3, 2)
+
+
+def test_quantized_policy_with_a_config_per_tensor(tmp_path):
+    from holotensor.api.calibrate import quantized_policy
+
+    g = torch.Generator().manual_seed(11)
+    weights = {"a.weight": torch.randn(8, 128, generator=g), "b.weight": torch.randn(8, 128, generator=g)}
+    c3, c4 = BlockQuantConfig(bits=3, group_size=64), BlockQuantConfig(bits=4, group_size=64)
+    codes = {"a.weight": c3.quantize(weights["a.weight"]), "b.weight": c4.quantize(weights["b.weight"])}
+    save_file(weights, tmp_path / "m.hct", policy=quantized_policy(codes, {"a.weight": c3, "b.weight": c4}))
+    back = load_file(tmp_path / "m.hct")
+    for name, qt in codes.items():
+        assert torch.equal(back[name], qt.dequantize())

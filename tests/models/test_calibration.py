@@ -56,3 +56,16 @@ def test_calibration_text_is_apart_from_the_evaluation_sentences():
     samples = [line.strip().lower() for line in CALIBRATION_PATH.read_text(encoding="utf-8").splitlines()]
     evaluation = {s.lower() for s in load_sentences()}
     assert len(samples) == 200 and not evaluation.intersection(samples)
+
+
+def test_upgrade_order_ranks_the_damaged_tensor_first():
+    from models.calibration import upgrade_order
+
+    ref = reference_model()
+    names = ["encoder.layer.0.attention.self.value.weight", "encoder.layer.3.attention.self.query.weight"]
+    original = {n: ref.state_dict()[n] for n in names}
+    g = torch.Generator().manual_seed(0)
+    # tensor 0 is badly damaged at the "low" precision, tensor 1 barely: upgrading 0 gains more
+    low = {names[0]: original[names[0]] + 0.05 * torch.randn(original[names[0]].shape, generator=g),
+           names[1]: original[names[1]] + 1e-4 * torch.randn(original[names[1]].shape, generator=g)}
+    assert upgrade_order(ref, low, original, SAMPLES) == names
