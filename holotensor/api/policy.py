@@ -1,7 +1,8 @@
 """Which codec each tensor gets: glob patterns over tensor names, first match wins.
 
 Small and sensitive tensors (1-D tensors, norms, biases) stay lossless unless a rule names them
-explicitly, because a few kilobytes saved there cost far more quality than they are worth.
+explicitly, because a few kilobytes saved there cost far more quality than they are worth; integer
+and bool tensors (token ids, masks) always do, since no lossy codec applies to them.
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ class Policy:
         return list(self.rules.items()) if isinstance(self.rules, Mapping) else list(self.rules)
 
     def codec_for(self, name: str, tensor: torch.Tensor) -> CodecConfig:
-        """The codec config for tensor ``name``: an exact-name rule, else lossless for a
-        sensitive tensor (if protected), else the first matching glob, else the default."""
+        """The codec config for tensor ``name``: an exact-name rule, else lossless for integer
+        and bool tensors and (if protected) sensitive ones, else the first matching glob, else
+        the default."""
         pairs = self._pairs()
         for pattern, spec in pairs:
             if pattern == name:
                 return resolve_codec(spec)
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            return LosslessConfig()  # integer and bool tensors (ids, masks, steps) have no lossy form
         if self.keep_sensitive_lossless and (tensor.dim() <= 1 or _SENSITIVE.search(name)):
             return LosslessConfig()
         for pattern, spec in pairs:

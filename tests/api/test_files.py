@@ -132,3 +132,13 @@ def test_progressive_read_touches_only_the_prefix(tmp_path, monkeypatch):
         fetched.clear()
         f.get_tensor("w")
         assert fetched == sizes
+
+
+def test_policy_keeps_integer_tensors_lossless(tmp_path):
+    from holotensor.codecs import BlockQuantConfig
+
+    tensors = {"ids": torch.arange(512).reshape(1, 512), "w": torch.randn(16, 128)}
+    holotensor.save_file(tensors, tmp_path / "q.hct", codec=BlockQuantConfig(bits=4))
+    with holotensor.safe_open(tmp_path / "q.hct") as f:
+        assert f.entry("ids").codec.name == "lossless" and f.entry("w").codec.name == "blockquant"
+        assert torch.equal(f.get_tensor("ids"), tensors["ids"])
