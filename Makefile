@@ -24,7 +24,7 @@ demo: setup
 	$(VENV)/bin/holotensor convert --check --no-progress "$(MINILM)" demo/minilm.hct
 	$(VENV)/bin/holotensor verify demo/minilm.hct
 	@echo "== int4 (GPTQ, calibrated on models/data/calibration.txt): ratio, bits/weight, embedding fidelity"
-	PYTHONPATH=. $(VENV)/bin/holotensor convert --no-progress --codec blockquant:bits=4,group_size=128 \
+	$(VENV)/bin/holotensor convert --no-progress --codec blockquant:bits=4,group_size=128 \
 	  --calibrate models/data/calibration.txt --calibration-runner models.calibration:minilm_hessians \
 	  --calibration-method gptq "$(MINILM)" demo/minilm-int4.hct
 	$(PY) -m models demo/minilm-int4.hct

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -125,10 +126,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _runner_arg(text: str) -> Any:
-    """``MODULE:FUNCTION`` -> the function (imported now, so a typo fails before any work)."""
+    """``MODULE:FUNCTION`` -> the function (imported now, so a typo fails before any work).
+    As with ``python -m``, the current directory is searched too."""
     module, colon, name = text.partition(":")
     if not colon or not module or not name:
         raise argparse.ArgumentTypeError(f"runner {text!r} must look like MODULE:FUNCTION")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
