@@ -267,15 +267,16 @@ def test_payload_corruption_names_tensor_and_fragment(tmp_path):
     assert xxhash.xxh3_64_intdigest(b"") == 0x2D06800538D394C2
 
 
+@pytest.fixture(scope="module")
+def sample_bytes(tmp_path_factory) -> bytes:
+    return write_sample(tmp_path_factory.mktemp("fuzz") / "base.hct", n=2).read_bytes()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
-def test_fuzz_reader(tmp_path, data):
+def test_fuzz_reader(tmp_path, sample_bytes, data):
     """Random mutations of a valid file raise only HoloTensorError subclasses, at open or on read."""
-    base = (
-        bytearray(write_sample(tmp_path / "base.hct", n=2).read_bytes())
-        if not (tmp_path / "base.hct").exists()
-        else bytearray((tmp_path / "base.hct").read_bytes())
-    )
+    base = bytearray(sample_bytes)
     for _ in range(data.draw(st.integers(1, 4))):
         kind = data.draw(st.sampled_from(["flip", "set", "cut", "insert"]))
         pos = data.draw(st.integers(0, max(0, len(base) - 1)))
