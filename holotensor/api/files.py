@@ -13,6 +13,7 @@ from holotensor.api.upstream import load_upstream
 from holotensor.api.writing import TensorSource, write_hct2
 from holotensor.codecs.pipeline import decode_tensor
 from holotensor.dtypes import from_torch
+from holotensor.entropy.parallel import parallel_ranges
 from holotensor.errors import HoloTensorError
 from holotensor.format.hct2 import HCT2Reader
 from holotensor.format.hct2_header import TensorEntry
@@ -88,7 +89,17 @@ def load_file(
     if kind in ("hctn", "htns"):
         return {name: t.to(device) for name, t in load_upstream(path, kind, max_fragments=max_fragments).items()}
     with safe_open(path, framework="pt", device=device) as f:
-        return {name: f.get_tensor(name, quality=quality, max_fragments=max_fragments) for name in f.keys()}
+        names = f.keys()
+        out: dict[str, torch.Tensor] = {}
+
+        def work(lo: int, hi: int) -> None:
+            for name in names[lo:hi]:
+                out[name] = f.get_tensor(name, quality=quality, max_fragments=max_fragments)
+
+        # tensors side by side on all cores (each decodes serially inside a pool thread), so the
+        # many small tensors of a checkpoint do not each pay for a thread hand-off
+        parallel_ranges(work, len(names), 1)
+        return {name: out[name] for name in names}
 
 
 def prefix_for(entry: TensorEntry, *, quality: float | None = None, max_fragments: int | None = None) -> int:
