@@ -96,9 +96,13 @@ def load_file(
             for name in names[lo:hi]:
                 out[name] = f.get_tensor(name, quality=quality, max_fragments=max_fragments)
 
-        # tensors side by side on all cores (each decodes serially inside a pool thread), so the
-        # many small tensors of a checkpoint do not each pay for a thread hand-off
-        parallel_ranges(work, len(names), 1)
+        # on the CPU, tensors side by side on all cores (each decodes serially inside a pool
+        # thread), so the many small tensors of a checkpoint do not each pay for a thread hand-off;
+        # device decodes stay on one thread (one launch queue, no concurrent kernel compiles)
+        if torch.device(device).type == "cpu":
+            parallel_ranges(work, len(names), 1)
+        else:
+            work(0, len(names))
         return {name: out[name] for name in names}
 
 
