@@ -35,20 +35,8 @@ from holotensor.codecs.holographic import (
 )
 from holotensor.errors import DecodeError, HoloTensorError, LimitError
 from holotensor.format.htns import HtnsEncoding, HtnsReader, encode_htns, write_htns
+from tests.format.htns_golden import GOLDEN, GOLDEN_PAYLOADS
 
-# Reference section 5.4: upstream HoloTensorEncoder(Spectral).with_fragments(2) on [0..15] as 4x4.
-_GOLDEN_DUMP = """
-4854 4e53 0100 0000 0000 0300 0200 0100 4000 0000 0000 0000 0000 0000 0000 0000
-0002 0400 0000 0000 0000 0400 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-0000 9a99 193f 9a99 993e 0ad7 a33d 0ad7 a33c 0000 0000 0000 7f2b 44b4 3019 aa67
-0000 0000 0000 0000 3400 0000 3400 0000 dc22 ca73 3283 93d3 0100 0000 3400 0000
-3400 0000 3400 0000 8090 0d73 e777 0230 5356 3033 1000 0000 0200 0000 0000 0000
-0800 0000 0000 f041 2dbc 9836 93bf 8ec1 786f 32b6 f304 b536 2c05 3534 7051 a2bf
-15e5 4a34 5356 3033 1000 0000 0200 0000 0100 0000 0800 0000 97bf 8ec0 e151 a2be
-cee6 f835 c2f2 2d36 91a5 4bb5 5564 9e34 e1f5 5635 cb5c af33
-"""
-GOLDEN = bytes.fromhex("".join(_GOLDEN_DUMP.split()))
-GOLDEN_PAYLOADS = [GOLDEN[0x90 : 0x90 + 52], GOLDEN[0x90 + 52 :]]
 SEQ = torch.arange(16.0).reshape(4, 4)
 # Reference section 9.1: HCT3 fragments of the 4x4 identity, N=2, retention 0.25.
 HCT3_F0 = bytes.fromhex("33544348 04000000 04000000 04000000 01000000 03000000 2184 003c".replace(" ", ""))

@@ -33,20 +33,8 @@ from holotensor.format.htns import (
     encode_htns,
     write_htns,
 )
-
-# Reference section 5.4: HoloTensorEncoder(Spectral).with_fragments(2) on [0..15] as 4x4.
-_GOLDEN_DUMP = """
-4854 4e53 0100 0000 0000 0300 0200 0100 4000 0000 0000 0000 0000 0000 0000 0000
-0002 0400 0000 0000 0000 0400 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-0000 9a99 193f 9a99 993e 0ad7 a33d 0ad7 a33c 0000 0000 0000 7f2b 44b4 3019 aa67
-0000 0000 0000 0000 3400 0000 3400 0000 dc22 ca73 3283 93d3 0100 0000 3400 0000
-3400 0000 3400 0000 8090 0d73 e777 0230 5356 3033 1000 0000 0200 0000 0000 0000
-0800 0000 0000 f041 2dbc 9836 93bf 8ec1 786f 32b6 f304 b536 2c05 3534 7051 a2bf
-15e5 4a34 5356 3033 1000 0000 0200 0000 0100 0000 0800 0000 97bf 8ec0 e151 a2be
-cee6 f835 c2f2 2d36 91a5 4bb5 5564 9e34 e1f5 5635 cb5c af33
-"""
-GOLDEN = bytes.fromhex("".join(_GOLDEN_DUMP.split()))
-PAYLOADS = [GOLDEN[0x90 : 0x90 + 52], GOLDEN[0x90 + 52 :]]
+from tests.format.htns_golden import GOLDEN
+from tests.format.htns_golden import GOLDEN_PAYLOADS as PAYLOADS
 
 
 def _rechecksum(data: bytes | bytearray) -> bytes:
