@@ -70,8 +70,9 @@ def decode_planes_on_device(
         if code != STATUS_FALLBACK:
             raise DecodeError(f"zstd frame {index}: {STATUS_NAMES.get(code, code)} (device decoder)", fragment=plane)
         (a, b), _ = frame_spans(stored[plane].coding_params, numel)[index]
-        data = coder.decode_frame(stored[plane].data[a:b], out_sizes[j], index)
-        out[out_offsets[j] : out_offsets[j] + out_sizes[j]] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+        data = bytearray(out_sizes[j])
+        coder.decode_frame_into(stored[plane].data[a:b], memoryview(data), index)
+        out[out_offsets[j] : out_offsets[j] + out_sizes[j]] = torch.frombuffer(data, dtype=torch.uint8).to(device)
     planes = [out[p * numel : (p + 1) * numel] for p in range(len(stored))]
     segments = [[(seg.src, seg.width, seg.dst) for seg in plane] for plane in layout.planes]
     return merge_planes(planes, spec.dtype.torch_dtype, segments).reshape(spec.shape)

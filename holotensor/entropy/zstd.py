@@ -217,20 +217,16 @@ class ZstdCoder(EntropyCoder):
             dctx = _decompressor()
             for i in range(lo, hi):
                 (a, b), (c, d) = spans[i]
-                view[c:d] = _decode_frame(dctx, stored[a:b], d - c, i)
+                _decode_frame_into(dctx, stored[a:b], view[c:d], i)
 
         parallel_ranges(work, len(spans), 1)
         return out
 
     def decode_frame_into(self, frame: memoryview, out: memoryview, index: int) -> None:
-        """As :meth:`decode_frame`, into a caller's buffer of exactly the frame's raw size."""
-        _decode_frame_into(_decompressor(), frame, out, index)
-
-    def decode_frame(self, frame: memoryview, raw_size: int, index: int) -> bytes:
         """Decompress one frame (its stored bytes, located with :func:`frame_spans` after
-        :meth:`check`) that must hold exactly ``raw_size`` bytes, for decoders that consume
-        each frame while it is in cache. Thread-safe: each thread has its own decompressor."""
-        return _decode_frame(_decompressor(), frame, raw_size, index)
+        :meth:`check`) into ``out``, which it must fill exactly, for decoders that consume each
+        frame while it is in cache. Thread-safe: each thread has its own decompressor."""
+        _decode_frame_into(_decompressor(), frame, out, index)
 
 
 def _decode_frame_into(dctx: Any, frame: memoryview, out: memoryview, index: int) -> None:
@@ -266,23 +262,6 @@ def frame_spans(params: Mapping[str, Any], raw_size: int) -> list[tuple[tuple[in
         ((end - size, end), (i * frame_size, min(raw_size, (i + 1) * frame_size)))
         for i, (size, end) in enumerate(zip(frames, ends, strict=True))
     ]
-
-
-def _decode_frame(dctx: Any, frame: memoryview, want: int, index: int) -> bytes:
-    """One frame, which must declare and decode to exactly ``want`` bytes."""
-    try:
-        declared = zstandard.frame_content_size(frame)
-    except zstandard.ZstdError as exc:
-        raise DecodeError(f"zstd frame {index}: bad frame header ({exc})") from None
-    if declared != want:
-        raise DecodeError(f"zstd frame {index}: header declares {declared} bytes, expected {want}")
-    try:
-        data = dctx.decompress(frame, max_output_size=want)
-    except zstandard.ZstdError as exc:
-        raise DecodeError(f"zstd frame {index}: {exc}") from None
-    if len(data) != want:
-        raise DecodeError(f"zstd frame {index}: decoded {len(data)} bytes, expected {want}")
-    return data
 
 
 def _is_int(value: object) -> bool:
