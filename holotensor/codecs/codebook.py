@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from holotensor.codecs import vq_math as vm
-from holotensor.codecs.base import CodecConfig, Encoded, FragmentPayload, TensorSpec, register_codec
+from holotensor.codecs.base import (
+    CodecConfig,
+    Encoded,
+    FragmentPayload,
+    TensorSpec,
+    register_codec,
+    tensor_bytes,
+)
 from holotensor.errors import DecodeError
 
 __all__ = ["CodebookConfig", "triton_decoder"]
@@ -46,13 +53,6 @@ def triton_decoder() -> Callable[..., torch.Tensor] | None:
     except ImportError:
         return None
     return codebook_decode
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.float16:
-        t = t.view(torch.int16)
-    return t.numpy().tobytes()
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -191,12 +191,12 @@ class CodebookConfig(CodecConfig):
                 f"codebook tensor ({m}x{ct.bits}b, d{d}, scales={ct.scales is not None}) "
                 f"does not match config {self.describe()}"
             )
-        frags = [FragmentPayload(_tensor_bytes(ct.codebooks.half()), coding=self.coding, role="codebooks")]
+        frags = [FragmentPayload(tensor_bytes(ct.codebooks.half()), coding=self.coding, role="codebooks")]
         if ct.scales is not None:
-            frags.append(FragmentPayload(_tensor_bytes(ct.scales.half()), coding=self.coding, role="scales"))
+            frags.append(FragmentPayload(tensor_bytes(ct.scales.half()), coding=self.coding, role="scales"))
         for stage in range(m):
             packed = vm.pack_codes(ct.codes[stage], self.bits)
-            frags.append(FragmentPayload(_tensor_bytes(packed), coding=self.coding, role=f"codes {stage}"))
+            frags.append(FragmentPayload(tensor_bytes(packed), coding=self.coding, role=f"codes {stage}"))
         return Encoded(fragments=frags, params={"entries": k})
 
     def decode_quantized(
