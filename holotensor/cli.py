@@ -35,7 +35,7 @@ from holotensor.api.calibrate import (
     read_calibration_text,
 )
 from holotensor.api.upstream import load_upstream
-from holotensor.codecs import BlockQuantConfig, codec_from_dict, get_codec
+from holotensor.codecs import BlockQuantConfig, CodebookConfig, codec_from_dict, get_codec
 from holotensor.codecs.base import CodecConfig
 from holotensor.dtypes import dtype_info, from_torch
 from holotensor.errors import HoloTensorError
@@ -143,15 +143,16 @@ def _runner_arg(text: str) -> Any:
 
 
 def _calibrated_policy(src: Path, args: argparse.Namespace) -> Policy:
-    """The policy of ``convert --calibrate``: calibrated blockquant for the layers with statistics.
+    """The policy of ``convert --calibrate``: calibrated blockquant or codebooks for the layers with statistics.
 
     ``--calibrate`` takes a statistics file (``save_hessians``) or a text file of samples, which
     the ``--calibration-runner`` turns into statistics by running the model over them.
     """
     method = args.calibration_method or ("gptq" if args.calibrate is not None else "hqq")
-    if not isinstance(args.codec, BlockQuantConfig):
+    if not isinstance(args.codec, (BlockQuantConfig, CodebookConfig)):
         raise ValueError(
-            f"calibration chooses blockquant codes: pass --codec blockquant:..., not {args.codec.name!r}"
+            "calibration chooses blockquant or codebook codes: pass --codec blockquant:... or "
+            f"codebook:..., not {args.codec.name!r}"
         )
     if args.rule:
         raise ValueError("--rule cannot be combined with calibration (the calibrated layers pick the codecs)")
@@ -390,11 +391,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--check", action="store_true",
                    help="after converting to HCT V2, decode it and compare every tensor with the source")
     c.add_argument("--calibrate", metavar="FILE", default=None,
-                   help="calibrate the blockquant codes of the linear layers: FILE is a statistics file "
+                   help="calibrate the blockquant or codebook codes of the linear layers: FILE is a statistics file "
                    "(holotensor.api.calibrate.save_hessians) or UTF-8 text, one sample per line, run "
                    "through the model by --calibration-runner; layers without statistics stay lossless")
     c.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=None,
-                   help="gptq (default with --calibrate), awq (activation-aware clipping) or hqq "
+                   help="gptq (default with --calibrate; GPTVQ for codebooks), awq (activation-aware clipping) or hqq "
                    "(data-free: no --calibrate; every non-sensitive tensor)")
     c.add_argument("--calibration-runner", type=_runner_arg, default=None, metavar="MODULE:FUNCTION",
                    help="for a text --calibrate file: FUNCTION(checkpoint_files, samples) -> "

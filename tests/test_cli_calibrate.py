@@ -8,7 +8,7 @@ import torch
 from holotensor.api import load_file, safe_open
 from holotensor.api.calibrate import calibrate_tensor, save_hessians
 from holotensor.cli import main
-from holotensor.codecs import BlockQuantConfig
+from holotensor.codecs import BlockQuantConfig, CodebookConfig
 
 CODEC = "blockquant:bits=3,group_size=32"
 CFG = BlockQuantConfig(bits=3, group_size=32)
@@ -145,7 +145,7 @@ def test_non_blockquant_codec_and_bad_bits(ckpt, tmp_path, capsys):
     src, _ = ckpt
     argv = ["convert", "--no-progress", "--calibration-method", "hqq", str(src), str(tmp_path / "m.hct")]
     assert main(argv) == 2
-    assert "--codec blockquant" in _error(capsys)
+    assert "--codec blockquant:... or codebook:..." in _error(capsys)
     for bits in ("1", "9"):
         with pytest.raises(SystemExit) as info:
             main(["convert", "--codec", f"blockquant:bits={bits}", "--calibration-method", "hqq", "x", "y"])
@@ -154,3 +154,23 @@ def test_non_blockquant_codec_and_bad_bits(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["convert", "--calibration-runner", "no_such_module:f", "x", "y"])
     assert "cannot import calibration runner" in capsys.readouterr().err
+
+
+def test_statistics_file_gptvq_codebook(ckpt, tmp_path, capsys):
+    src, tensors = ckpt
+    hs = {"enc.weight": _hessian(64, 1), "head.weight": _hessian(96, 2)}
+    save_hessians(hs, tmp_path / "stats.hct")
+    argv = ["convert", "--no-progress", "--codec", "codebook:dim=4,bits=5,iters=3",
+            "--calibrate", str(tmp_path / "stats.hct"), str(src), str(tmp_path / "m.hct")]  # fmt: skip
+    assert main(argv) == 0
+    assert "calibration: gptq on 2 layer(s)" in capsys.readouterr().out
+    back = load_file(tmp_path / "m.hct")
+    cfg = CodebookConfig(dim=4, bits=5, iters=3)
+    for name in hs:
+        assert torch.equal(back[name], calibrate_tensor(tensors[name], cfg, "gptq", hs[name]).dequantize())
+    with safe_open(tmp_path / "m.hct") as f:
+        assert f.entry("enc.weight").codec.name == "codebook"
+        assert f.entry("emb").codec.name == "lossless"
+    argv[argv.index("--calibrate") : argv.index("--calibrate") + 2] = ["--calibration-method", "hqq"]
+    assert main(argv) == 2
+    assert "gptq (GPTVQ) only" in _error(capsys)

@@ -1,4 +1,4 @@
-"""Calibrated blockquant for whole models and checkpoints: collect input statistics, choose codes.
+"""Calibrated blockquant and codebooks for whole models and checkpoints: collect input statistics, choose codes.
 
 The math is :mod:`holotensor.codecs.calibration`; this module connects it to models, files and
 policies:
@@ -9,9 +9,11 @@ policies:
 * :func:`save_hessians` / :func:`load_hessians` keep those statistics in an HCT V2 file, so that
   calibration data is run once and a checkpoint converter (``holotensor convert --calibrate``)
   can use them without the model's code.
-* :func:`calibration_policy` gives a :class:`~holotensor.api.Policy` whose blockquant tensors are
-  quantized by a calibration method while they stream through ``save_file``/``convert_to_hct``;
-  the file holds plain "blockquant" tensors.
+* :func:`calibration_policy` gives a :class:`~holotensor.api.Policy` whose blockquant (or
+  codebook) tensors are quantized by a calibration method while they stream through
+  ``save_file``/``convert_to_hct``; the file holds plain "blockquant" (or "codebook") tensors.
+  Codebooks are calibrated by GPTVQ (:mod:`holotensor.codecs.vq_calibration`) under the method
+  name ``gptq``.
 * :func:`calibrate_` quantizes a live model's linear layers in place and returns the codes.
 
 On the command line the library still never runs a model itself::
@@ -20,6 +22,7 @@ On the command line the library still never runs a model itself::
     holotensor convert m.safetensors m.hct --codec blockquant:bits=4 --calibrate stats.hct
     holotensor convert m.safetensors m.hct --codec blockquant:bits=4 --calibrate samples.txt \
         --calibration-runner my_package.calibration:hessians
+    holotensor convert m.safetensors m.hct --codec codebook:dim=4,bits=8 --calibrate stats.hct
 
 The first is data-free. The second reads statistics some model code wrote with
 :func:`save_hessians`. The third imports ``hessians(checkpoint_files, samples)`` (the model code),
@@ -44,14 +47,17 @@ from holotensor.api.files import load_file, safe_open, save_file
 from holotensor.api.policy import CodecSpec, Policy
 from holotensor.codecs import calibration as cal
 from holotensor.codecs import quant_math as qm
+from holotensor.codecs import vq_math as vm
 from holotensor.codecs.base import CodecConfig
 from holotensor.codecs.blockquant import BlockQuantConfig
+from holotensor.codecs.codebook import CodebookConfig
 from holotensor.errors import FormatError, HoloTensorError, LimitError
 
 __all__ = [
     "CALIBRATION_METHODS",
     "HESSIAN_FILE_KIND",
     "CalibratedBlockQuant",
+    "CalibratedCodebook",
     "calibrate_",
     "calibrate_tensor",
     "calibration_policy",
@@ -63,8 +69,13 @@ __all__ = [
 ]
 
 CALIBRATION_METHODS = ("gptq", "awq", "hqq")
-"""``gptq``: error feedback through ``H^-1``; ``awq``: activation-aware clipping search; ``hqq``:
-data-free (the weight alone)."""
+"""``gptq``: error feedback through ``H^-1`` (GPTVQ for codebooks); ``awq``: activation-aware
+clipping search; ``hqq``: data-free (the weight alone). Codebooks take ``gptq`` only."""
+
+QuantConfig = BlockQuantConfig | CodebookConfig
+"""The configs whose codes calibration chooses."""
+Codes = qm.QuantizedTensor | vm.CodebookTensor
+"""Calibrated codes: blockquant's or the codebook codec's."""
 
 HESSIAN_FILE_KIND = "holotensor.calibration.hessian.v1"
 _KIND_KEY = "holotensor.kind"
@@ -77,16 +88,26 @@ def _check_method(method: str) -> str:
     return method
 
 
+def _check_method_for(config: QuantConfig, method: str) -> None:
+    _check_method(method)
+    if isinstance(config, CodebookConfig) and method != "gptq":
+        raise ValueError(f"codebook codes are calibrated by gptq (GPTVQ) only, not {method!r}")
+    if not isinstance(config, (BlockQuantConfig, CodebookConfig)):
+        raise TypeError(f"calibration chooses blockquant or codebook codes, not {type(config).__name__}")
+
+
 def calibrate_tensor(
     weight: torch.Tensor,
-    config: BlockQuantConfig,
+    config: QuantConfig,
     method: str = "gptq",
     hessian: torch.Tensor | None = None,
-) -> qm.QuantizedTensor:
+) -> Codes:
     """Quantize one weight with ``config``'s settings, its codes chosen by ``method``.
 
     ``gptq`` and ``awq`` need the 2-D weight's input Hessian; ``hqq`` takes any weight of rank
-    >= 1 (groups run along the last dimension, as everywhere in blockquant).
+    >= 1 (groups run along the last dimension, as everywhere in blockquant). A
+    :class:`~holotensor.codecs.codebook.CodebookConfig` gives a
+    :class:`~holotensor.codecs.vq_math.CodebookTensor` calibrated by GPTVQ (``gptq`` only).
 
     Raises:
         ValueError: an unknown method, a missing or mismatched Hessian, NaN/Inf weights.
@@ -96,7 +117,11 @@ def calibrate_tensor(
         >>> calibrate_tensor(torch.randn(8, 128), cfg, "hqq").shape
         (8, 128)
     """
-    _check_method(method)
+    _check_method_for(config, method)
+    if isinstance(config, CodebookConfig):
+        if hessian is None:
+            raise ValueError("codebook calibration needs the layer's input Hessian")
+        return config.quantize(weight, hessian=hessian)
     settings = (config.bits, config.group_size, config.symmetric, config.scale_dtype)
     if method == "hqq":
         if weight.dim() == 0:
@@ -145,14 +170,45 @@ class CalibratedBlockQuant(BlockQuantConfig):
         return quantizer(tensor)
 
 
-def _calibrated(config: BlockQuantConfig, quantizer: Callable[[torch.Tensor], qm.QuantizedTensor]):
+@dataclass(frozen=True)
+class CalibratedCodebook(CodebookConfig):
+    """A codebook config whose codes come from calibration; stored as plain "codebook".
+
+    Only the :class:`~holotensor.codecs.codebook.CodebookConfig` fields reach the file header.
+    ``quantizer`` maps the tensor to its :class:`~holotensor.codecs.vq_math.CodebookTensor`.
+    """
+
+    quantizer: Callable[[torch.Tensor], vm.CodebookTensor] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not callable(self.quantizer):
+            raise ValueError("CalibratedCodebook needs a quantizer callable")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(CodebookConfig)}
+
+    def quantize(self, tensor: torch.Tensor, **_settings: Any) -> vm.CodebookTensor:
+        """The calibrated codes of ``tensor`` (k-means and calibration settings do not apply)."""
+        quantizer = self.quantizer
+        if quantizer is None:  # only reachable by bypassing __post_init__
+            raise ValueError("CalibratedCodebook needs a quantizer callable")
+        return quantizer(tensor)
+
+
+def _calibrated(config: QuantConfig, quantizer: Callable[[torch.Tensor], Any]) -> CodecConfig:
+    if isinstance(config, CodebookConfig):
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(CodebookConfig)}
+        return CalibratedCodebook(**fields, quantizer=quantizer)
     return CalibratedBlockQuant(**_blockquant_fields(config), quantizer=quantizer)
 
 
 def _lazy_quantizer(
-    config: BlockQuantConfig, method: str, hessian: torch.Tensor | None, name: str | None
-) -> Callable[[torch.Tensor], qm.QuantizedTensor]:
-    def run(tensor: torch.Tensor) -> qm.QuantizedTensor:
+    config: QuantConfig, method: str, hessian: torch.Tensor | None, name: str | None
+) -> Callable[[torch.Tensor], Codes]:
+    def run(tensor: torch.Tensor) -> Codes:
         try:
             return calibrate_tensor(tensor, config, method, hessian)
         except ValueError as exc:
@@ -175,7 +231,7 @@ class _DataFreePolicy(Policy):
 
 
 def calibration_policy(
-    config: BlockQuantConfig,
+    config: QuantConfig,
     method: str = "gptq",
     hessians: Mapping[str, torch.Tensor] | None = None,
     *,
@@ -186,13 +242,14 @@ def calibration_policy(
 
     With ``gptq``/``awq`` exactly the tensors named in ``hessians`` are calibrated and everything
     else gets ``default``; with ``hqq`` (data-free) every tensor that is not sensitive (1-D,
-    norm, bias) is, unless ``hessians`` names a subset.
+    norm, bias) is, unless ``hessians`` names a subset. A codebook ``config`` takes ``gptq``
+    (GPTVQ) only.
 
     Example:
         >>> pol = calibration_policy(BlockQuantConfig(bits=4), "hqq")
         >>> save_file({"w": torch.randn(64, 256)}, "w.hct", policy=pol)  # doctest: +SKIP
     """
-    _check_method(method)
+    _check_method_for(config, method)
     if method != "hqq" and not hessians:
         raise ValueError(f"calibration method {method!r} needs input Hessians (none given)")
     if method == "hqq" and not hessians:
@@ -209,24 +266,25 @@ def calibration_policy(
 
 
 def quantized_policy(
-    quantized: Mapping[str, qm.QuantizedTensor],
-    config: BlockQuantConfig | Mapping[str, BlockQuantConfig],
+    quantized: Mapping[str, Codes],
+    config: QuantConfig | Mapping[str, QuantConfig],
     *,
     default: CodecSpec = "lossless",
 ) -> Policy:
-    """A policy that stores precomputed codes (e.g. from :func:`calibrate_`) under their names;
+    """A policy that stores precomputed codes (e.g. from :func:`calibrate_`, or a
+    :class:`~holotensor.nn.CodebookLinear`'s ``decoder.to_codebook_tensor()``) under their names;
     ``config`` may differ per tensor (a mapping by name), for mixed precision."""
 
-    def fixed(name: str, qt: qm.QuantizedTensor) -> Callable[[torch.Tensor], qm.QuantizedTensor]:
-        def run(tensor: torch.Tensor) -> qm.QuantizedTensor:
+    def fixed(name: str, qt: Codes) -> Callable[[torch.Tensor], Codes]:
+        def run(tensor: torch.Tensor) -> Codes:
             if tuple(tensor.shape) != qt.shape:
                 raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)}, its codes {qt.shape}")
             return qt
 
         return run
 
-    def config_of(name: str) -> BlockQuantConfig:
-        return config if isinstance(config, BlockQuantConfig) else config[name]
+    def config_of(name: str) -> QuantConfig:
+        return config if isinstance(config, (BlockQuantConfig, CodebookConfig)) else config[name]
 
     return Policy(
         rules={n: _calibrated(config_of(n), fixed(n, qt)) for n, qt in quantized.items()}, default=default
@@ -363,12 +421,12 @@ def load_hessians(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def calibrate_(
     model: nn.Module,
-    config: BlockQuantConfig,
+    config: QuantConfig,
     run: Callable[[nn.Module], Any] | None = None,
     *,
     method: str = "gptq",
     filter_fn: Callable[[str, nn.Module], bool] | None = None,
-) -> dict[str, qm.QuantizedTensor]:
+) -> dict[str, Codes]:
     """Quantize the model's ``nn.Linear`` weights in place with calibrated codes.
 
     Every selected layer's weight is replaced by its dequantized codes (so the model now computes
@@ -387,11 +445,11 @@ def calibrate_(
         >>> sorted(codes)
         ['0.weight']
     """
-    _check_method(method)
+    _check_method_for(config, method)
     if method != "hqq" and run is None:
         raise ValueError(f"calibration method {method!r} needs a run callable that feeds calibration data")
     hessians = collect_hessians(model, run, filter_fn=filter_fn) if run is not None else {}
-    out: dict[str, qm.QuantizedTensor] = {}
+    out: dict[str, Codes] = {}
     for name, module in _linear_modules(model, filter_fn):
         key = f"{name}.weight" if name else "weight"
         try:
@@ -399,6 +457,6 @@ def calibrate_(
         except ValueError as exc:
             raise ValueError(f"tensor {key!r}: {exc}") from None
         with torch.no_grad():
-            module.weight.copy_(qt.dequantize(module.weight.dtype))
+            module.weight.copy_(qt.dequantize())
         out[key] = qt
     return out

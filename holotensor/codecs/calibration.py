@@ -44,8 +44,10 @@ from holotensor.codecs import quant_math as qm
 __all__ = [
     "HessianAccumulator",
     "activation_clip_quantize",
+    "check_hessian",
     "gptq_quantize",
     "hqq_quantize",
+    "inverse_cholesky",
     "output_error",
 ]
 
@@ -111,7 +113,8 @@ def _prepare(
     return wf, lo, hi, sdt
 
 
-def _check_hessian(h: torch.Tensor, k: int) -> torch.Tensor:
+def check_hessian(h: torch.Tensor, k: int) -> torch.Tensor:
+    """A float64 CPU copy of the ``(k, k)`` input Hessian ``h``; ``ValueError`` if it cannot be ``X^T X``."""
     if not isinstance(h, torch.Tensor) or tuple(h.shape) != (k, k):
         shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
         raise ValueError(f"the Hessian of a layer with {k} inputs must be {k}x{k}, got {shape}")
@@ -290,7 +293,7 @@ def activation_clip_quantize(
         (32, 128)
     """
     wf, lo, hi, sdt = _prepare(w, bits, group_size, symmetric, scale_dtype)
-    h = _check_hessian(hessian, wf.shape[1])
+    h = check_hessian(hessian, wf.shape[1])
     blocks = _hessian_blocks(h, wf.shape[1], group_size)
     s, z = _activation_clip(wf, blocks, group_size, lo, hi, symmetric, sdt)
     xg = qm.group_rows(wf, group_size)
@@ -298,7 +301,7 @@ def activation_clip_quantize(
     return _result(qm.codes_grouped(xg, s, z, lo, hi), s, z, lo, shape, bits, group_size, sdt)
 
 
-def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
+def inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
     """Upper Cholesky factor of ``(H + damp * mean(diag H) * I)^-1`` (float32); more damping if needed."""
     k = h.shape[0]
     mean_diag = float(h.diagonal().mean()) or 1.0
@@ -354,7 +357,7 @@ def gptq_quantize(
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     rows, k = wf.shape
-    h = _check_hessian(hessian, k).clone()
+    h = check_hessian(hessian, k).clone()
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     s, z = _activation_clip(wf, _hessian_blocks(h, k, group_size), group_size, lo, hi, symmetric, sdt)
@@ -363,7 +366,7 @@ def gptq_quantize(
     col_group = perm // gs
     s_cols, z_cols = s[:, :, 0][:, col_group], None if z is None else z[:, :, 0][:, col_group]
     work = wf[:, perm].clone()
-    u = _inverse_cholesky(h[perm][:, perm], damp)
+    u = inverse_cholesky(h[perm][:, perm], damp)
     codes = torch.empty(rows, k)
     for i1 in range(0, k, block_size):
         i2 = min(i1 + block_size, k)
@@ -393,7 +396,7 @@ def output_error(w: torch.Tensor, approx: torch.Tensor, hessian: torch.Tensor) -
         0.0
     """
     wd = w.detach().double()
-    h = _check_hessian(hessian, wd.shape[-1])
+    h = check_hessian(hessian, wd.shape[-1])
     d = approx.detach().double() - wd
     den = float(torch.einsum("ik,kl,il->", wd, h, wd))
     return float(torch.einsum("ik,kl,il->", d, h, d)) / den if den > 0 else 0.0

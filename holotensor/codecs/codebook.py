@@ -37,6 +37,7 @@ from holotensor.codecs.base import (
     register_codec,
     tensor_bytes,
 )
+from holotensor.codecs.vq_calibration import gptvq_quantize
 from holotensor.errors import DecodeError
 
 __all__ = ["CodebookConfig", "triton_decoder"]
@@ -148,23 +149,43 @@ class CodebookConfig(CodecConfig):
     def min_fragments(self, params: Mapping[str, Any], n_fragments: int) -> int:
         return min(self._side_fragments + 1, n_fragments)
 
-    def quantize(self, tensor: torch.Tensor, *, importance: torch.Tensor | None = None) -> vm.CodebookTensor:
-        """Fit codebooks and codes to ``tensor`` (no fragments yet); ``importance`` weights columns.
+    def quantize(
+        self,
+        tensor: torch.Tensor,
+        *,
+        importance: torch.Tensor | None = None,
+        hessian: torch.Tensor | None = None,
+        steps: int = 20,
+        lr: float = 1e-2,
+        damp: float = 0.1,
+    ) -> vm.CodebookTensor:
+        """Fit codebooks and codes to ``tensor`` (no fragments yet).
+
+        ``importance`` weights columns in the k-means fit. ``hessian`` (``X^T X`` of the layer's
+        inputs over the last dimension) calibrates instead:
+        :func:`~holotensor.codecs.vq_calibration.gptvq_quantize` with ``steps`` Adam steps of
+        codebook fitting at ``lr`` and GPTQ damping ``damp``.
 
         Raises:
-            ValueError: a non-floating or empty tensor, NaN/Inf values.
+            ValueError: a non-floating or empty tensor, NaN/Inf values, both ``importance`` and
+                ``hessian``, or a Hessian that does not fit.
         """
-        return vm.quantize(
-            tensor,
-            dim=self.dim,
-            bits=self.bits,
-            stages=self.codebooks,
-            scale=self.scale == "channel",
-            iters=self.iters,
-            beam=self.beam,
-            seed=self.seed,
-            importance=importance,
-        )
+        settings = {
+            "dim": self.dim,
+            "bits": self.bits,
+            "stages": self.codebooks,
+            "scale": self.scale == "channel",
+            "iters": self.iters,
+            "beam": self.beam,
+            "seed": self.seed,
+        }
+        if hessian is None:
+            return vm.quantize(tensor, importance=importance, **settings)
+        if importance is not None:
+            raise ValueError(
+                "give importance or hessian, not both (the Hessian's diagonal is the importance)"
+            )
+        return gptvq_quantize(tensor, hessian, damp=damp, steps=steps, lr=lr, **settings)
 
     def encode(self, tensor: torch.Tensor) -> Encoded:
         """Quantize and lay out as fragments.

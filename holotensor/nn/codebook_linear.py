@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from holotensor.codecs import vq_calibration
 from holotensor.codecs import vq_math as vm
 from holotensor.codecs.base import Encoded, TensorSpec
 from holotensor.codecs.codebook import CodebookConfig, triton_decoder
@@ -67,13 +68,9 @@ class CodebookDecoder(nn.Module):
         return vm.reconstruct(self.codes, self.codebooks, self.scales, self.shape, stages=stages)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """Optimizer groups: codebooks at ``lr``, scales at ``lr`` times their mean magnitude, so that
-        one step moves both by a similar fraction whatever the weights' scale."""
-        groups: list[dict] = [{"params": [self.codebooks], "lr": lr}]
-        if self.scales is not None:
-            size = float(self.scales.detach().abs().mean()) if self.scales.numel() else 1.0
-            groups.append({"params": [self.scales], "lr": lr * max(size, 1e-8)})
-        return groups
+        """Optimizer groups (:func:`~holotensor.codecs.vq_calibration.param_groups`): scales get ``lr``
+        times their mean magnitude, so one step moves codebooks and scales by similar fractions."""
+        return vq_calibration.param_groups(self.codebooks, self.scales, lr)
 
     def to_codebook_tensor(self) -> vm.CodebookTensor:
         """The current state with codebooks and scales rounded to fp16, as the codec stores them.
@@ -124,34 +121,36 @@ class CodebookLinear(nn.Module):
         config: CodebookConfig,
         calibration: torch.Tensor | None = None,
         *,
-        steps: int = 100,
+        hessian: torch.Tensor | None = None,
+        steps: int = 20,
         lr: float = 1e-2,
     ) -> CodebookLinear:
-        """Quantize ``linear.weight`` with ``config``.
+        """Quantize ``linear.weight`` with ``config``, calibrated when inputs or their statistics are given.
 
         Args:
             linear: the layer to replace (any float dtype).
             config: the codebook settings.
-            calibration: optional inputs of the layer, ``(..., in_features)``. They weight the
-                k-means fit by each input feature's mean square and are then used to fine-tune
-                codebooks and scales for ``steps`` Adam steps (see :meth:`fit_calibration`).
-            steps: fine-tuning steps when ``calibration`` is given.
-            lr: Adam learning rate of that fine-tuning.
+            calibration: optional inputs of the layer, ``(..., in_features)``; stands for their
+                Hessian ``X^T X``.
+            hessian: optional ``X^T X`` (or ``X^T X / n``) of the layer's inputs,
+                ``(in_features, in_features)``, e.g. from
+                :func:`holotensor.api.calibrate.collect_hessians`. With it (or ``calibration``)
+                codes are chosen by GPTVQ error feedback and codebooks and scales fitted to the
+                layer's outputs for ``steps`` Adam steps at ``lr``
+                (:func:`holotensor.codecs.vq_calibration.gptvq_quantize`); without, plain k-means.
 
         Raises:
-            ValueError: a weight with NaN/Inf, or calibration of the wrong width or non-finite.
+            ValueError: a weight with NaN/Inf, both ``calibration`` and ``hessian``, or calibration
+                of the wrong width or non-finite.
         """
         weight = linear.weight.detach()
-        x = None
-        importance = None
+        if calibration is not None and hessian is not None:
+            raise ValueError("give calibration inputs or their hessian, not both")
         if calibration is not None:
-            x = cls._calibration_rows(calibration, weight.shape[1])
-            importance = x.square().mean(dim=0).to(weight.device)
-        ct = config.quantize(weight, importance=importance)
-        layer = cls(CodebookDecoder(ct), linear.bias, config).to(weight.device)
-        if x is not None and steps > 0:
-            layer.fit_calibration(weight, x, steps=steps, lr=lr)
-        return layer
+            x = cls._calibration_rows(calibration, weight.shape[1]).double()
+            hessian = x.T @ x
+        ct = config.quantize(weight, hessian=hessian, steps=steps, lr=lr)
+        return cls(CodebookDecoder(ct), linear.bias, config).to(weight.device)
 
     @staticmethod
     def _calibration_rows(calibration: torch.Tensor, in_features: int) -> torch.Tensor:
@@ -169,43 +168,40 @@ class CodebookLinear(nn.Module):
         return x
 
     def fit_calibration(
-        self, weight: torch.Tensor, calibration: torch.Tensor, *, steps: int = 100, lr: float = 1e-2
+        self,
+        weight: torch.Tensor,
+        calibration: torch.Tensor | None = None,
+        *,
+        hessian: torch.Tensor | None = None,
+        steps: int = 100,
+        lr: float = 1e-2,
     ) -> list[float]:
-        """Fine-tune codebooks and scales (codes fixed) so ``x W_hat^T`` matches ``x W^T`` on the calibration inputs.
+        """Fine-tune codebooks and scales (codes fixed) so ``x W_hat^T`` matches ``x W^T`` on calibration inputs.
 
-        Minimizes the relative output error ``||(W - W_hat) X^T||^2 / ||W X^T||^2`` with Adam
-        (groups from :meth:`CodebookDecoder.param_groups`). ``X``
-        is replaced by the ``R`` of its QR factorization when it has more rows than columns
-        (``R^T R = X^T X``, same loss, smaller products).
+        Minimizes the relative output error ``tr(D H D^T) / tr(W H W^T)``, ``D = W - W_hat``, with
+        Adam (:func:`holotensor.codecs.vq_calibration.fit_codebooks`), for inputs ``calibration``
+        ``(..., in_features)`` or their ``hessian`` ``X^T X``.
 
         Returns:
             The loss before each step and after the last (``steps + 1`` values).
 
         Raises:
-            ValueError: ``weight`` or ``calibration`` of the wrong shape, or non-finite values.
+            ValueError: ``weight``, ``calibration`` or ``hessian`` of the wrong shape, both or
+                neither of ``calibration`` and ``hessian``, or non-finite values.
         """
         if tuple(weight.shape) != (self.out_features, self.in_features):
             raise ValueError(
                 f"weight must be {(self.out_features, self.in_features)}, got {tuple(weight.shape)}"
             )
-        x = self._calibration_rows(calibration, self.in_features).to(self.decoder.codebooks.device)
-        if x.shape[0] > x.shape[1]:
-            x = torch.linalg.qr(x, mode="r").R
-        w = weight.detach().float().to(x.device)
-        target = w @ x.T
-        norm = target.square().sum().clamp(min=torch.finfo(torch.float32).tiny)
-        opt = torch.optim.Adam(self.decoder.param_groups(lr))
-        losses = []
-        for step in range(steps + 1):
-            with torch.enable_grad():
-                loss = (target - self.decoder() @ x.T).square().sum() / norm
-            losses.append(float(loss.detach()))
-            if step == steps:
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return losses
+        if (calibration is None) == (hessian is None):
+            raise ValueError("give calibration inputs or their hessian (exactly one)")
+        if calibration is not None:
+            x = self._calibration_rows(calibration, self.in_features).double()
+            hessian = x.T @ x
+        dec = self.decoder
+        return vq_calibration.fit_codebooks(
+            dec.codebooks, dec.scales, dec.codes, weight, hessian, steps=steps, lr=lr
+        )
 
     @property
     def weight(self) -> torch.Tensor:

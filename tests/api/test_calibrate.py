@@ -15,7 +15,7 @@ from holotensor.api.calibrate import (
     quantized_policy,
     save_hessians,
 )
-from holotensor.codecs import BlockQuantConfig
+from holotensor.codecs import BlockQuantConfig, CodebookConfig
 from holotensor.codecs import calibration as cal
 from holotensor.errors import FormatError
 
@@ -167,3 +167,38 @@ def test_quantized_policy_with_a_config_per_tensor(tmp_path):
     back = load_file(tmp_path / "m.hct")
     for name, qt in codes.items():
         assert torch.equal(back[name], qt.dequantize())
+
+
+CB = CodebookConfig(dim=4, bits=5, iters=3)
+
+
+def test_codebook_calibration_policy_writes_plain_codebook_and_beats_kmeans(tmp_path):
+    model, x = _model(), _data()
+    hs = collect_hessians(model, lambda m: m(x))
+    sd = model.state_dict()
+    save_file(sd, tmp_path / "g.hct", policy=calibration_policy(CB, "gptq", hs))
+    save_file(sd, tmp_path / "p.hct", policy={"*.weight": CB, "norm.*": "lossless"})
+    with safe_open(tmp_path / "g.hct") as f:
+        assert f.entry("q.weight").codec.name == "codebook"
+        assert f.entry("q.weight").codec.config == CB.to_dict()
+    g, p = load_file(tmp_path / "g.hct"), load_file(tmp_path / "p.hct")
+    assert torch.equal(g["out.weight"], calibrate_tensor(sd["out.weight"], CB, "gptq", hs["out.weight"]).dequantize())
+    for name in ("q.weight", "out.weight"):
+        assert cal.output_error(sd[name], g[name], hs[name]) < 0.9 * cal.output_error(sd[name], p[name], hs[name])
+
+
+def test_codebook_calibrate_in_place_and_quantized_policy(tmp_path):
+    model, x = _model(), _data()
+    codes = calibrate_(model, CB, lambda m: m(x))
+    assert sorted(codes) == ["k.weight", "out.weight", "q.weight"]
+    assert torch.equal(model.q.weight, codes["q.weight"].dequantize())
+    save_file(model.state_dict(), tmp_path / "m.hct", policy=quantized_policy(codes, CB))
+    back = load_file(tmp_path / "m.hct")
+    assert all(torch.equal(back[n], getattr(model, n.split(".")[0]).weight) for n in codes)
+    for method in ("awq", "hqq"):
+        with pytest.raises(ValueError, match=r"gptq \(GPTVQ\) only"):
+            calibrate_tensor(torch.randn(8, 64), CB, method, torch.eye(64))
+    with pytest.raises(ValueError, match="needs the layer's input Hessian"):
+        calibrate_tensor(torch.randn(8, 64), CB, "gptq")
+    with pytest.raises(ValueError, match=r"gptq \(GPTVQ\) only"):
+        calibration_policy(CB, "hqq")

@@ -89,18 +89,28 @@ def test_calibration_reduces_the_output_error() -> None:
         return rel_l2(lin(x).detach() - lin.bias.detach(), layer(x).detach() - layer.bias.detach())
 
     plain = CodebookLinear.from_linear(lin, cfg)
-    weighted = CodebookLinear.from_linear(lin, cfg, x, steps=0)
+    gptvq = CodebookLinear.from_linear(lin, cfg, x, steps=0)
     tuned = CodebookLinear.from_linear(lin, cfg, x, steps=40, lr=1e-2)
-    assert out_err(weighted) < out_err(plain)
-    assert out_err(tuned) < 0.95 * out_err(weighted)
+    assert out_err(gptvq) < out_err(plain)
+    assert out_err(tuned) < 0.95 * out_err(gptvq)
     losses = tuned.fit_calibration(lin.weight, x, steps=3, lr=1e-3)
     assert len(losses) == 4 and losses[-1] <= losses[0] * 1.01
+    # the inputs' Hessian stands for the inputs
+    xd = x.double()
+    from_h = CodebookLinear.from_linear(lin, cfg, hessian=xd.T @ xd, steps=40, lr=1e-2)
+    again = CodebookLinear.from_linear(lin, cfg, x, steps=40, lr=1e-2)
+    assert torch.equal(from_h.decoder.codes, again.decoder.codes)
+    assert torch.allclose(from_h.weight, again.weight, atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        CodebookLinear.from_linear(lin, cfg, x, hessian=xd.T @ xd)
+    with pytest.raises(ValueError, match="exactly one"):
+        tuned.fit_calibration(lin.weight)
 
 
-def test_fit_calibration_in_the_wide_case_uses_all_rows() -> None:
+def test_fit_calibration_with_fewer_rows_than_features() -> None:
     lin = _linear(16, 8)
     layer = CodebookLinear.from_linear(lin, CodebookConfig(dim=4, bits=2, codebooks=1, iters=2))
-    x = torch.randn(4, 16)  # fewer rows than features: X itself is the basis
+    x = torch.randn(4, 16)  # a singular Hessian: only the directions seen count
     losses = layer.fit_calibration(lin.weight, x, steps=10, lr=1e-2)
     assert losses[-1] < losses[0]
 
