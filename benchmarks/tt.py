@@ -4,19 +4,23 @@
     truncation error is measurable) against tensorly's ``tensor_train`` at the same ranks, both
     tensorly backends, same run: true relative error of each and median time.
 (b) MPSLinear forward (batch 64, float32, no grad) against dense nn.Linear for the MiniLM layer
-    shapes across ranks, with the contraction plan MPSLinear picked and the forced core-by-core
-    sweep for reference.
-(c) Every Linear weight of all-MiniLM-L6-v2 as a TT-matrix across max ranks: compression ratio,
-    weight relative error (against truncated SVD at the same parameter count per layer), and the
-    sentence-embedding cosine of the model with all those weights replaced.
+    shapes across ranks, for the automatic ("fast") factorization and the balanced one, d = 2 and
+    3, with the contraction plan MPSLinear picked and the flops of the core-by-core sweep against
+    the dense matmul (why balanced factors cannot win at 5-10% of the parameters). All layers of a
+    shape are timed round-robin with the dense layer in one loop.
+(c) Every Linear weight of all-MiniLM-L6-v2 as a TT-matrix across max ranks, for the balanced
+    factorization (tt_matrix's default) and the fast one (MPSLinear's default): compression
+    ratio, weight relative error (against truncated SVD at the same parameter count per layer),
+    and the sentence-embedding cosine of the model with all those weights replaced.
 (d) MiniLM's word-embedding table as a TTEmbedding across max ranks, measured the same way.
 
 Timings are the median (p20, p80) of repeats on one thread (OMP/MKL/OpenBLAS pinned to 1), so
 peers share the same CPU budget. Run from the repository root:
 
-    python benchmarks/tt.py [--quick]
+    python benchmarks/tt.py [--quick] [--section b [--section c ...]]
 
-Writes benchmarks/results/tt.{md,json,png}.
+Writes benchmarks/results/tt.{md,json,png}; a run of some sections keeps the others' results
+from the previous tt.json. Section (b) alone takes well under a minute.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
@@ -43,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from holotensor.analysis.metrics import rel_l2  # noqa: E402
-from holotensor.codecs.tensor_train import TTTensor, factorize, tt_matrix, tt_svd  # noqa: E402
-from holotensor.codecs.tt_contract import TTLinearPlan, plan_tt_linear, price_plan, tt_matrix_linear  # noqa: E402
+from holotensor.codecs.tensor_train import FACTORIZATIONS, TTTensor, tt_matrix, tt_svd  # noqa: E402
+from holotensor.codecs.tt_contract import TTLinearPlan, plan_tt_linear, price_plan  # noqa: E402
 from holotensor.nn.mps_linear import MPSLinear  # noqa: E402
 from holotensor.nn.tt_embedding import TTEmbedding  # noqa: E402
 
@@ -145,49 +150,53 @@ def bench_mps_linear(repeats: int, ranks: list[int]) -> list[dict[str, object]]:
         dense = nn.Linear(in_f, out_f)
         x = torch.randn(batch, in_f)
         dense_params = in_f * out_f + out_f
-        with torch.no_grad():
+        dense_flops = 2 * batch * in_f * out_f
+        layers: list[tuple[str, int, MPSLinear]] = []
+        for factorization in FACTORIZATIONS:
             for order in (2, 3):
+                seen = set()
                 for rank in ranks:
-                    layer = MPSLinear(
-                        in_f, out_f, factorize(in_f, order), factorize(out_f, order), ranks=rank
-                    )
-                    if rows and rows[-1]["order"] == order and tuple(rows[-1]["ranks"]) == layer.ranks:
-                        continue  # rank capped: same layer as the previous row
-                    shapes = [tuple(c.shape) for c in layer.cores]
-                    plan = plan_tt_linear(shapes, batch)
-                    cores = list(layer.cores)
-                    torch.testing.assert_close(layer(x), layer.to_linear()(x), rtol=1e-3, atol=1e-4)
-                    sweep = _sweep_plan(shapes, batch)
-                    t_dense, t_auto, t_sweep = timed(
-                        lambda dense=dense, x=x: dense(x),
-                        lambda layer=layer, x=x: layer(x),
-                        lambda x=x, cores=cores, b=layer.bias, p=sweep: tt_matrix_linear(x, cores, b, plan=p),
-                        repeats=repeats,
-                    )
-                    ratio = layer.n_params / dense_params
-                    speedup = t_dense["median_ms"] / t_auto["median_ms"]
-                    rows.append(
-                        {
-                            "in": in_f,
-                            "out": out_f,
-                            "order": order,
-                            "in_factors": list(layer.in_factors),
-                            "out_factors": list(layer.out_factors),
-                            "ranks": list(layer.ranks),
-                            "param_ratio": ratio,
-                            "plan": "dense"
-                            if plan.dense
-                            else f"groups={list(plan.groups)} reverse={plan.reverse}",
-                            "plan_flops_vs_dense": plan.flops / (2 * batch * in_f * out_f),
-                            "sweep_flops_vs_dense": sweep.flops / (2 * batch * in_f * out_f),
-                            "dense": t_dense,
-                            "mps_auto": t_auto,
-                            "mps_sweep": t_sweep,
-                            "speedup": speedup,
-                            "target_applies": ratio <= 0.1,
-                            "target_met": speedup > 1.0 if ratio <= 0.1 else None,
-                        }
-                    )
+                    layer = MPSLinear(in_f, out_f, ranks=rank, order=order, factorization=factorization)
+                    key = (layer.in_factors, layer.out_factors, layer.ranks)
+                    if key not in seen:  # a capped rank repeats the previous layer
+                        seen.add(key)
+                        layers.append((factorization, order, layer))
+        with torch.no_grad():
+            for _, _, layer in layers:
+                torch.testing.assert_close(layer(x), layer.to_linear()(x), rtol=1e-3, atol=1e-4)
+            times = timed(
+                lambda dense=dense, x=x: dense(x),
+                *(lambda layer=layer, x=x: layer(x) for _, _, layer in layers),
+                repeats=repeats,
+            )
+        t_dense = times[0]
+        for (factorization, order, layer), t_mps in zip(layers, times[1:], strict=True):
+            shapes = [tuple(c.shape) for c in layer.cores]
+            plan = plan_tt_linear(shapes, batch)
+            sweep = _sweep_plan(shapes, batch)
+            ratio = layer.n_params / dense_params
+            speedup = t_dense["median_ms"] / t_mps["median_ms"]
+            rows.append(
+                {
+                    "in": in_f,
+                    "out": out_f,
+                    "factorization": factorization,
+                    "order": order,
+                    "in_factors": list(layer.in_factors),
+                    "out_factors": list(layer.out_factors),
+                    "ranks": list(layer.ranks),
+                    "param_ratio": ratio,
+                    "plan": "dense" if plan.dense else f"groups={list(plan.groups)} reverse={plan.reverse}",
+                    "plan_flops_vs_dense": plan.flops / dense_flops,
+                    "sweep_flops_vs_dense": sweep.flops / dense_flops,
+                    "flops_per_param_ratio": sweep.flops / dense_flops / ratio,
+                    "dense": t_dense,
+                    "mps_auto": t_mps,
+                    "speedup": speedup,
+                    "target_applies": ratio <= 0.1,
+                    "target_met": speedup > 1.0 if ratio <= 0.1 else None,
+                }
+            )
     return rows
 
 
@@ -212,14 +221,14 @@ def bench_minilm(ranks: list[int], with_fidelity: bool) -> list[dict[str, object
     total_params = sum(w.numel() for w in weights.values())
     total_norm_sq = sum(float(w.double().pow(2).sum()) for w in weights.values())
     rows = []
-    for order in (2, 3):
+    for factorization, order in itertools.product(FACTORIZATIONS[::-1], (2, 3)):
         for rank in ranks:
             tt_params = err_sq = lr_err_sq = 0.0
             reported_sq = 0.0
             replaced = {}
             t0 = time.perf_counter()
             for name, w in weights.items():
-                m = tt_matrix(w, rank=rank, order=order)
+                m = tt_matrix(w, rank=rank, order=order, factorization=factorization)
                 approx = m.to_matrix()
                 replaced[name] = approx
                 tt_params += m.n_params
@@ -230,6 +239,7 @@ def bench_minilm(ranks: list[int], with_fidelity: bool) -> list[dict[str, object
                 lr_err_sq += float(s[k:].pow(2).sum())
             seconds = time.perf_counter() - t0
             row = {
+                "factorization": factorization,
                 "order": order,
                 "max_rank": rank,
                 "tt_params": int(tt_params),
@@ -296,16 +306,24 @@ def _ms(t: dict[str, float]) -> str:
 
 def to_markdown(res: dict[str, object]) -> str:
     env = res["environment"]
+    load = res.get("load_average", {})
+
+    def load_line(section: str) -> list[str]:
+        if section not in load:
+            return []
+        start, end = load[section]
+        return [f"Load average (1 min) {start:.1f} -> {end:.1f} while this section ran.", ""]
+
     out = [
         "# Tensor-train benchmarks",
         "",
         f"Machine: {env['cpus']} CPUs ({env['processor'] or env['machine']}), torch {env['torch']}, "
-        f"tensorly {env['tensorly']}, numpy {env['numpy']}, {env['threads']} thread; load average "
-        f"{env['load_average_at_start'][0]:.1f} -> {env['load_average_at_end'][0]:.1f} (shared machine). "
+        f"tensorly {env['tensorly']}, numpy {env['numpy']}, {env['threads']} thread (shared machine). "
         "Times: median (p20-p80) ms, peers timed round-robin in the same loop.",
         "",
         "## (a) TT-SVD vs tensorly `tensor_train` (float64, known TT rank + 1e-3 noise)",
         "",
+        *load_line("a"),
         "| shape | rank | rel. error holotensor | rel. error tensorly | rel. diff | holotensor ms "
         "| tensorly numpy ms | tensorly pytorch ms | speedup vs numpy | vs pytorch |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -321,32 +339,53 @@ def to_markdown(res: dict[str, object]) -> str:
         "",
         "## (b) MPSLinear forward vs nn.Linear (batch 64, float32, no grad)",
         "",
-        "| layer | d | factors (in / out) | ranks | params vs dense | plan picked | plan flops vs dense "
-        "| sweep flops vs dense | nn.Linear ms | MPSLinear ms | sweep-only ms | speedup | target (<=1/10 params -> faster) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *load_line("b"),
+        "Factorization `fast` is MPSLinear's default (the split whose contraction is cheapest at the "
+        "requested rank), `balanced` the classic near-equal factors. *Sweep flops vs dense* is the "
+        "core-by-core contraction's flops over the dense matmul's; divided by the parameter share it "
+        "shows why balanced layers at 5-10% of the parameters cannot beat dense (they do more flops "
+        "than it), while the fast split spends about twice its parameter share.",
+        "",
+        "| layer | factorization | d | factors (in / out) | ranks | params vs dense | sweep flops vs dense "
+        "| flops / params share | plan picked | plan flops vs dense | nn.Linear ms | MPSLinear ms | speedup "
+        "| target (<=1/10 params -> faster) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["mps_linear"]:
         target = "n/a" if r["target_met"] is None else ("met" if r["target_met"] else "missed")
         out.append(
-            f"| {r['in']}->{r['out']} | {r['order']} | {tuple(r['in_factors'])} / {tuple(r['out_factors'])} "
-            f"| {tuple(r['ranks'][1:-1])} | {r['param_ratio']:.4f} | {r['plan']} | {r['plan_flops_vs_dense']:.2f} "
-            f"| {r['sweep_flops_vs_dense']:.2f} | {_ms(r['dense'])} | {_ms(r['mps_auto'])} | {_ms(r['mps_sweep'])} "
+            f"| {r['in']}->{r['out']} | {r['factorization']} | {r['order']} "
+            f"| {tuple(r['in_factors'])} / {tuple(r['out_factors'])} | {tuple(r['ranks'][1:-1])} "
+            f"| {r['param_ratio']:.4f} | {r['sweep_flops_vs_dense']:.2f} | {r['flops_per_param_ratio']:.1f} "
+            f"| {r['plan']} | {r['plan_flops_vs_dense']:.2f} | {_ms(r['dense'])} | {_ms(r['mps_auto'])} "
             f"| {r['speedup']:.2f}x | {target} |"
+        )
+    applies = [r for r in res["mps_linear"] if r["target_applies"]]
+    for fact in FACTORIZATIONS:
+        rows = [r for r in applies if r["factorization"] == fact]
+        met = sum(bool(r["target_met"]) for r in rows)
+        out.append("")
+        out.append(
+            f"Target, {fact} factorization: {met} of {len(rows)} rows with <= 1/10 of the parameters are faster."
         )
     out += [
         "",
         f"## (c) all-MiniLM-L6-v2 Linear weights as TT-matrices ({res['minilm_layers']} layers, "
         f"{res['minilm'][0]['dense_params'] / 1e6:.2f}M weights, fp32; embedding cosine on the committed sentences)",
         "",
-        "| d | max rank | TT params | compression | rel. error (true) | rel. error (reported) "
+        *load_line("c"),
+        "`balanced` is the default of `tt_matrix` (and so of the TT codec), `fast` that of `MPSLinear` and "
+        "`MPSLinear.from_linear` (the factorization section (b) times).",
+        "",
+        "| factorization | d | max rank | TT params | compression | rel. error (true) | rel. error (reported) "
         "| truncated SVD, same params | embedding cosine | similarity Spearman | decompose s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["minilm"]:
         cos = f"{r['embedding_mean_cosine']:.4f}" if "embedding_mean_cosine" in r else "-"
         sp = f"{r['embedding_spearman']:.4f}" if "embedding_spearman" in r else "-"
         out.append(
-            f"| {r['order']} | {r['max_rank']} | {r['tt_params']} | {r['compression_ratio']:.1f}x "
+            f"| {r['factorization']} | {r['order']} | {r['max_rank']} | {r['tt_params']} | {r['compression_ratio']:.1f}x "
             f"| {r['rel_error']:.4f} | {r['reported_rel_error']:.4f} | {r['lowrank_same_params_rel_error']:.4f} "
             f"| {cos} | {sp} | {r['decompose_seconds']:.2f} |"
         )
@@ -354,6 +393,7 @@ def to_markdown(res: dict[str, object]) -> str:
         "",
         "## (d) all-MiniLM-L6-v2 word embeddings (30522 x 384) as a TTEmbedding",
         "",
+        *load_line("d"),
         "| max rank | row / dim factors | TT params | compression | rel. error (true) | rel. error (reported) "
         "| embedding cosine | similarity Spearman | decompose s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -376,35 +416,44 @@ def plot(res: dict[str, object], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for order, marker in ((2, "o"), (3, "s")):
-        rows = [r for r in res["minilm"] if r["order"] == order]
+    for (fact, order), marker in zip(itertools.product(FACTORIZATIONS, (2, 3)), "os^v", strict=True):
+        rows = [r for r in res["minilm"] if r["order"] == order and r["factorization"] == fact]
         ax1.plot(
             [r["compression_ratio"] for r in rows],
             [r["rel_error"] for r in rows],
             marker=marker,
-            label=f"TT-matrix d={order}",
+            label=f"TT-matrix {fact} d={order}",
         )
-        ax1.plot(
-            [r["compression_ratio"] for r in rows],
-            [r["lowrank_same_params_rel_error"] for r in rows],
-            marker=marker,
-            linestyle="--",
-            label=f"truncated SVD, params of d={order}",
-        )
+    rows = [r for r in res["minilm"] if r["factorization"] == "balanced"]
+    ax1.plot(
+        [r["compression_ratio"] for r in rows],
+        [r["lowrank_same_params_rel_error"] for r in rows],
+        "k.",
+        label="truncated SVD, same params",
+    )
     ax1.set_xscale("log")
     ax1.set_xlabel("compression ratio (dense / stored parameters)")
     ax1.set_ylabel("relative L2 error of the weights")
     ax1.set_title("(c) MiniLM Linear weights")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
-    for shape in sorted({(r["in"], r["out"]) for r in res["mps_linear"]}):
-        for order, marker in ((2, "o"), (3, "s")):
-            rows = [r for r in res["mps_linear"] if (r["in"], r["out"]) == shape and r["order"] == order]
+    shapes = sorted({(r["in"], r["out"]) for r in res["mps_linear"]})
+    for shape, color in zip(shapes, ("C0", "C1", "C2"), strict=False):
+        for (fact, style), (order, marker) in itertools.product(
+            zip(FACTORIZATIONS, ("-", ":"), strict=True), zip((2, 3), "os", strict=True)
+        ):
+            rows = [
+                r
+                for r in res["mps_linear"]
+                if (r["in"], r["out"]) == shape and r["order"] == order and r["factorization"] == fact
+            ]
             ax2.plot(
                 [r["param_ratio"] for r in rows],
                 [r["speedup"] for r in rows],
+                color=color,
+                linestyle=style,
                 marker=marker,
-                label=f"{shape[0]}->{shape[1]} d={order}",
+                label=f"{shape[0]}->{shape[1]} {fact} d={order}",
             )
     ax2.axhline(1.0, color="k", lw=0.8)
     ax2.axvline(0.1, color="r", lw=0.8, linestyle=":")
@@ -413,7 +462,7 @@ def plot(res: dict[str, object], path: Path) -> None:
     ax2.set_xlabel("MPSLinear parameters / dense parameters")
     ax2.set_ylabel("speedup over nn.Linear (batch 64)")
     ax2.set_title("(b) MPSLinear forward, CPU, 1 thread")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=6, ncol=2)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -422,39 +471,61 @@ def plot(res: dict[str, object], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and ranks, no embedding fidelity")
+    parser.add_argument(
+        "--section",
+        action="append",
+        choices="abcd",
+        help="run only this section (repeatable); the others keep their results from the last tt.json",
+    )
     args = parser.parse_args()
+    sections = args.section or list("abcd")
     torch.set_num_threads(1)
     import tensorly
 
     repeats = 5 if args.quick else 21
-    res: dict[str, object] = {
-        "environment": {
-            "torch": torch.__version__,
-            "tensorly": tensorly.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "load_average_at_start": list(os.getloadavg()),
-        },
-        "tt_svd": bench_tt_svd(repeats),
-        "mps_linear": bench_mps_linear(repeats * 2, [2, 4, 8] if args.quick else [2, 4, 8, 16, 32, 64]),
-        "minilm_layers": len(_minilm_linears()),
-        "minilm": bench_minilm(
-            [8, 32] if args.quick else [4, 8, 16, 32, 64, 128], with_fidelity=not args.quick
+    json_path = RESULTS / "tt.json"
+    res: dict[str, object] = {}
+    if set(sections) != set("abcd") and json_path.exists():
+        res = json.loads(json_path.read_text(encoding="utf-8"))
+    res["environment"] = {
+        "torch": torch.__version__,
+        "tensorly": tensorly.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+    }
+    load: dict[str, list[float]] = res.setdefault("load_average", {})  # type: ignore[assignment]
+    runs: dict[str, Callable[[], None]] = {
+        "a": lambda: res.update(tt_svd=bench_tt_svd(repeats)),
+        "b": lambda: res.update(
+            mps_linear=bench_mps_linear(
+                repeats * 2, [2, 4, 8] if args.quick else [2, 4, 8, 16, 24, 32, 48, 64]
+            )
         ),
-        "minilm_embedding": bench_minilm_embedding(
-            [16, 64] if args.quick else [16, 32, 64, 128, 256], with_fidelity=not args.quick
+        "c": lambda: res.update(
+            minilm_layers=len(_minilm_linears()),
+            minilm=bench_minilm(
+                [8, 32] if args.quick else [4, 8, 16, 32, 64, 128], with_fidelity=not args.quick
+            ),
+        ),
+        "d": lambda: res.update(
+            minilm_embedding=bench_minilm_embedding(
+                [16, 64] if args.quick else [16, 32, 64, 128, 256], with_fidelity=not args.quick
+            )
         ),
     }
-    res["environment"]["load_average_at_end"] = list(os.getloadavg())  # type: ignore[index]
+    for section in sections:
+        start = os.getloadavg()[0]
+        runs[section]()
+        load[section] = [start, os.getloadavg()[0]]
     RESULTS.mkdir(parents=True, exist_ok=True)
     md = to_markdown(res)
     print(md)
     (RESULTS / "tt.md").write_text(md, encoding="utf-8")
-    (RESULTS / "tt.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
     plot(res, RESULTS / "tt.png")
 
 

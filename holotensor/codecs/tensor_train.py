@@ -20,17 +20,22 @@ References:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
 
 import torch
 
+from holotensor.codecs.tt_contract import sweep_cost
+
 __all__ = [
+    "FACTORIZATIONS",
     "TTMatrix",
     "TTTensor",
     "factorize",
     "tt_matrix",
+    "tt_matrix_factors",
     "tt_matrix_to_matrix",
     "tt_round",
     "tt_svd",
@@ -39,6 +44,9 @@ __all__ = [
 ]
 
 RankLike = int | Sequence[int] | None
+
+FACTORIZATIONS = ("fast", "balanced")
+"""How sizes are split when no factors are given (see :func:`tt_matrix_factors`)."""
 
 
 def _prod(values: Sequence[int]) -> int:
@@ -395,6 +403,106 @@ def factorize(n: int, d: int, *, pad: bool = False) -> tuple[int, ...]:
         m = max(m + 1, 2**d)
 
 
+def _ordered_splits(n: int, d: int) -> list[tuple[int, ...]]:
+    """Every ordered ``d``-tuple of factors ``>= 2`` multiplying to ``n``."""
+    if d == 1:
+        return [(n,)] if n >= 2 else []
+    return [(f, *rest) for f in _divisors(n) if f >= 2 for rest in _ordered_splits(n // f, d - 1)]
+
+
+def tt_matrix_factors(
+    out_size: int,
+    in_size: int,
+    order: int = 3,
+    rank: RankLike = None,
+    *,
+    factorization: str = "balanced",
+    batch: int = 64,
+    in_factors: Sequence[int] | None = None,
+    out_factors: Sequence[int] | None = None,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Factors ``(in_factors, out_factors)`` for an ``(out_size, in_size)`` TT-matrix of ``order`` cores.
+
+    ``"balanced"`` splits each size with :func:`factorize` (the classic TT-matrix layout, and
+    what the TT codec stores). ``"fast"`` searches every ordered split of both sizes into
+    factors ``>= 2`` and keeps the one whose core-by-core contraction with ``batch`` rows is
+    cheapest (:func:`~holotensor.codecs.tt_contract.sweep_cost`) at the ranks ``rank`` would give
+    it; ties go to fewer parameters. Why it matters: for a 2-core TT-matrix at rank ``r`` the
+    sweep costs ``r n_1 m_2 (n_2 + m_1)`` multiply-adds per row against ``M N`` for the dense
+    matrix, with ``r (m_1 n_1 + m_2 n_2)`` parameters, so balanced factors spend about
+    ``(sqrt(M) + sqrt(N)) / 2`` times more of the dense flops than of its parameters and are slower
+    than dense already at a few percent of its parameters. The fast split (e.g. in ``(192, 2)``,
+    out ``(2, 768)``) spends only about twice: it is a sum of ``r`` Kronecker products of a tall
+    and a small matrix, close to a rank-``r`` factorization. How well either fits a trained weight
+    is an empirical question (benchmarks/tt.py, section (c)). A factorization given for one side
+    is kept and only the other is chosen.
+
+    Args:
+        out_size, in_size: the matrix shape.
+        order: number of cores (ignored where factors are given).
+        rank: the bond rank caps the layer will have (see :func:`validate_tt_rank`); ``None``
+            prices the largest useful ranks.
+        factorization: ``"fast"`` or ``"balanced"``.
+        batch: the number of rows the contraction is priced for.
+        in_factors, out_factors: a side fixed by the caller (checked).
+
+    Raises:
+        ValueError: an unknown ``factorization``, bad sizes or factors, a size with no split
+            (prime, or too small for ``order`` factors), bad rank.
+
+    Example:
+        >>> tt_matrix_factors(1536, 384, 2, 8, factorization="fast")
+        ((192, 2), (2, 768))
+        >>> tt_matrix_factors(1536, 384, 3)
+        ((6, 8, 8), (8, 12, 16))
+    """
+    if factorization not in FACTORIZATIONS:
+        raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
+    for name, v in (("out_size", out_size), ("in_size", in_size), ("order", order), ("batch", batch)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    given = in_factors if in_factors is not None else out_factors
+    d = len(tuple(given)) if given is not None else order
+    in_f = _check_factors(in_factors, in_size, d, "in_factors")
+    out_f = _check_factors(out_factors, out_size, d, "out_factors")
+    if factorization == "balanced":
+        return in_f or factorize(in_size, d), out_f or factorize(out_size, d)
+    key_rank = rank if rank is None or isinstance(rank, int) else tuple(rank)
+    validate_tt_rank([out_size * in_size] * d, key_rank)  # the rank request is checked once, up front
+    return _fastest_factors(out_size, in_size, d, key_rank, batch, in_f, out_f)
+
+
+@functools.lru_cache(maxsize=256)
+def _fastest_factors(
+    out_size: int,
+    in_size: int,
+    d: int,
+    rank: int | tuple[int, ...] | None,
+    batch: int,
+    in_f: tuple[int, ...] | None,
+    out_f: tuple[int, ...] | None,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    sides = []
+    for size, fixed in ((in_size, in_f), (out_size, out_f)):
+        options = [fixed] if fixed is not None else _ordered_splits(size, d)
+        if not options:
+            why = "it is prime" if len(_divisors(size)) == 2 else f"it has no {d} factors >= 2"
+            raise ValueError(
+                f"cannot split {size} into {d} factors: {why}; pass the factors explicitly or use fewer"
+            )
+        sides.append(options)
+    best_key: tuple[int, int, int] | None = None
+    best = sides[0][0], sides[1][0]
+    for ins, outs in itertools.product(*sides):
+        ranks = validate_tt_rank([m * n for m, n in zip(outs, ins, strict=True)], rank)
+        shapes = [(ranks[k], outs[k], ins[k], ranks[k + 1]) for k in range(d)]
+        params = sum(math.prod(s) for s in shapes)
+        key = (sweep_cost(shapes, batch), params, max(*ins, *outs))
+        if best_key is None or key < best_key:
+            best_key, best = key, (ins, outs)
+    return best
+
+
 class TTMatrix:
     """A matrix in TT-matrix (MPO) form, checked at construction.
 
@@ -480,6 +588,8 @@ def tt_matrix(
     tol: float | None = None,
     *,
     order: int = 3,
+    factorization: str = "balanced",
+    batch: int = 64,
 ) -> TTMatrix:
     """TT-matrix (MPO) decomposition of a ``(out, in)`` weight by TT-SVD of its reshuffled form.
 
@@ -490,10 +600,12 @@ def tt_matrix(
     Args:
         weight: a 2-d real floating tensor, ``(out_features, in_features)`` as in ``nn.Linear``.
         in_factors, out_factors: the column and row factorizations; a missing one is chosen by
-            :func:`factorize` with as many factors as the other (or ``order``).
+            :func:`tt_matrix_factors` with as many factors as the other (or ``order``).
         rank: bond rank caps (see :func:`validate_tt_rank`).
         tol: relative Frobenius error budget.
         order: number of cores when neither factorization is given.
+        factorization, batch: how missing factors are chosen (see :func:`tt_matrix_factors`);
+            ``"balanced"`` by default, the layout of the TT codec.
 
     Raises:
         ValueError: a non-2-d weight, factors that do not multiply to the sizes or differ in
@@ -509,10 +621,17 @@ def tt_matrix(
         raise ValueError(f"weight must be 2-d (out, in), got shape {tuple(weight.shape)}")
     weight = _float_input(weight, "weight")
     out_size, in_size = (int(x) for x in weight.shape)
-    given = in_factors if in_factors is not None else out_factors
-    d = len(tuple(given)) if given is not None else order
-    in_f = _check_factors(in_factors, in_size, d, "in_factors") or factorize(in_size, d)
-    out_f = _check_factors(out_factors, out_size, d, "out_factors") or factorize(out_size, d)
+    in_f, out_f = tt_matrix_factors(
+        out_size,
+        in_size,
+        order,
+        rank,
+        factorization=factorization,
+        batch=batch,
+        in_factors=in_factors,
+        out_factors=out_factors,
+    )
+    d = len(in_f)
     t = weight.reshape(*out_f, *in_f).permute(*itertools.chain.from_iterable((k, d + k) for k in range(d)))
     tt = tt_svd(t.reshape([m * n for m, n in zip(out_f, in_f, strict=True)]), rank, tol=tol)
     cores = [c.reshape(c.shape[0], m, n, c.shape[-1]) for c, m, n in zip(tt.cores, out_f, in_f, strict=True)]

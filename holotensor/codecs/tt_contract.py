@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["MOVE_COST", "TTLinearPlan", "plan_tt_linear", "price_plan", "tt_matrix_linear", "tt_matrix_rows"]
+__all__ = [
+    "MOVE_COST",
+    "TTLinearPlan",
+    "plan_tt_linear",
+    "price_plan",
+    "sweep_cost",
+    "tt_matrix_linear",
+    "tt_matrix_rows",
+]
 
 # Partitions of the cores into merged groups are enumerated up to this many cores; longer
 # chains only compare the plain sequential plans and the dense plan.
@@ -54,10 +62,11 @@ class TTLinearPlan:
 
 
 # Flop-equivalents of copying one element in a permute. The copies between the sweep's GEMMs are
-# strided; on the CPUs this was tuned on (MKL, AVX2) one copied float took as long as 15-30 flops
-# of a large GEMM, and on GPUs the flop/bandwidth ratio is higher still. Without this term the
-# planner picks sweeps whose flops are below the dense plan's but whose time is not.
-MOVE_COST = 16
+# strided; on the CPUs this was tuned on (MKL; AVX2 and AVX-512, one thread) a 3-axis permute
+# copied a float in 0.6-0.75 ns, the time of 25-45 flops of the sweep's GEMMs (35-65 GFLOP/s),
+# and on GPUs the flop/bandwidth ratio is higher still. Without this term the planner picks
+# sweeps whose flops are below the dense plan's but whose time is not.
+MOVE_COST = 32
 
 
 def _merged_shapes(
@@ -75,21 +84,65 @@ def _merged_shapes(
     return merged, flops, moves
 
 
-def _sweep_counts(shapes: Sequence[tuple[int, int, int, int]], batch: int) -> tuple[int, int]:
-    """Flops and moves of the last-to-first sweep (see :func:`_sweep`).
+def _sweep_steps(
+    shapes: Sequence[tuple[int, int, int, int]], batch: int, reverse: bool
+) -> list[tuple[tuple[int, ...], tuple[int, ...], int, int, int]]:
+    """The sweep of :func:`_sweep` as steps ``(view, perm, rows, inner, cols)``: view the state as
+    ``view``, permute it by ``perm``, then one GEMM ``(rows, inner) x (inner, cols)``.
 
-    Core k is one GEMM ``(r_{k-1} m_k, n_k r_k) x (n_k r_k, N_<k M_>k B)``; every output but the
-    last is permuted once, and the input and output are each transposed once.
+    Last to first, the state before core k is ``(b, n_1..n_k, m_{k+2}..m_d, r_k, m_{k+1})``:
+    ``m_{k+1}`` moves in front of the finished digits and ``(n_k, r_k)`` to the end, to meet the
+    core as ``(n_k r_k, r_{k-1} m_k)``, a transposed view of it; the first GEMM is
+    ``x.view(B N_<d, n_d)`` as it stands, and the output comes out as ``(b, m_2..m_d, m_1)``
+    (one last 2-axis transpose, not listed here, puts ``m_1`` first). First to last, the
+    state before core k is ``(b, n_k..n_d, m_1..m_{k-1}, r_{k-1})``: ``n_k`` moves to the end and
+    meets the core permuted to ``(r_{k-1} n_k, m_k r_k)``; the output comes out in order.
     """
-    flops, moves, m_after = 0, 0, 1
-    n_before = [math.prod([s[2] for s in shapes[:k]]) for k in range(len(shapes))]
-    for k in range(len(shapes) - 1, -1, -1):
+    d = len(shapes)
+    ms = [s[1] for s in shapes]
+    ns = [s[2] for s in shapes]
+    steps = []
+    for k in range(d) if reverse else range(d - 1, -1, -1):
         r0, m, n, r1 = shapes[k]
-        flops += 2 * batch * n_before[k] * m_after * n * r1 * r0 * m
-        if k > 0:
-            moves += batch * n_before[k] * m_after * r0 * m
-        m_after *= m
-    return flops, moves + batch * (n_before[-1] * shapes[-1][2] + m_after)
+        if reverse:
+            rows = batch * math.prod(ns[k + 1 :]) * math.prod(ms[:k])
+            view, perm = (batch, n, rows // batch, r0), (0, 2, 3, 1)
+            steps.append((view, perm, rows, r0 * n, m * r1))
+        else:
+            rows = batch * math.prod(ns[:k]) * math.prod(ms[k + 1 :])
+            if k == d - 1:
+                view, perm = (rows, n), (0, 1)
+            else:
+                done = math.prod(ms[k + 2 :])  # m_{k+2}..m_d, in order
+                view, perm = (batch * math.prod(ns[:k]), n, done, r1, ms[k + 1]), (0, 4, 2, 1, 3)
+            steps.append((view, perm, rows, n * r1, r0 * m))
+    return steps
+
+
+def _copies(view: Sequence[int], perm: Sequence[int]) -> int:
+    """Elements that permuting a tensor of shape ``view`` by ``perm`` copies: 0 when the result is
+    still a view (the axes of size > 1 keep their order), else all of them."""
+    kept = [p for p in perm if view[p] > 1]
+    return 0 if kept == sorted(kept) else math.prod(view)
+
+
+def _output_order(ms: Sequence[int], batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The transpose that turns the output ``(b, m_2..m_d, m_1)`` of a last-to-first sweep into ``(b, m_1..m_d)``."""
+    return (batch, math.prod(ms[1:]), ms[0]), (0, 2, 1)
+
+
+def _sweep_counts(shapes: Sequence[tuple[int, int, int, int]], batch: int, reverse: bool) -> tuple[int, int]:
+    """Flops and moves of :func:`_sweep`: its GEMMs, and the elements its permutes copy (of the
+    state, of the output, and first to last of each core: batch-independent but paid per call)."""
+    flops = moves = 0
+    for view, perm, rows, inner, cols in _sweep_steps(shapes, batch, reverse):
+        flops += 2 * rows * inner * cols
+        moves += _copies(view, perm)
+    if reverse:
+        moves += sum(_copies(s, (0, 2, 1, 3)) for s in shapes)
+    else:
+        moves += _copies(*_output_order([s[1] for s in shapes], batch))
+    return flops, moves
 
 
 def price_plan(
@@ -108,9 +161,27 @@ def price_plan(
     if len(groups) == 1:
         _, m, n, _ = merged[0]
         return TTLinearPlan(groups, False, flops + 2 * batch * m * n, moves)
-    seq = [(r1, m, n, r0) for r0, m, n, r1 in reversed(merged)] if reverse else merged
-    sweep_flops, sweep_moves = _sweep_counts(seq, batch)
+    sweep_flops, sweep_moves = _sweep_counts(merged, batch, bool(reverse))
     return TTLinearPlan(groups, bool(reverse), flops + sweep_flops, moves + sweep_moves)
+
+
+def sweep_cost(shapes: Sequence[Sequence[int]], batch: int) -> int:
+    """:attr:`TTLinearPlan.cost` of the core-by-core sweep in its cheaper direction, without merges.
+
+    The quick price a factorization search compares candidates by; the plan
+    :func:`plan_tt_linear` picks also weighs merged and dense plans, so it costs at most this.
+
+    Example:
+        >>> sweep_cost([(1, 2, 192, 8), (8, 768, 2, 1)], 64) < sweep_cost([(1, 32, 16, 8), (8, 48, 24, 1)], 64)
+        True
+    """
+    shp = [tuple(int(x) for x in s) for s in shapes]
+    best = None
+    for reverse in (False, True):
+        flops, moves = _sweep_counts(shp, int(batch), reverse)
+        cost = flops + MOVE_COST * moves
+        best = cost if best is None else min(best, cost)
+    return best  # type: ignore[return-value]
 
 
 def plan_tt_linear(shapes: Sequence[Sequence[int]], batch: int) -> TTLinearPlan:
@@ -166,25 +237,32 @@ def _merge(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def _sweep(state: torch.Tensor, cores: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
-    """Contract cores last to first; ``state`` is the input as ``(j_d, ..., j_1, b)``.
-
-    Before core k the state is the matrix ``(j_k r_k, j_{k-1} ... j_1 m_{k+1} ... m_d b)``: one
-    GEMM with core k turns ``(j_k, r_k)`` into ``(r_{k-1}, m_k)``, and a permute of the leading
-    dims brings ``(j_{k-1}, r_{k-1})`` to the front while every copied run stays at least ``B``
-    long (the output digits and the batch are the trailing, contiguous dims).
+def _sweep(
+    flat: torch.Tensor, cores: Sequence[torch.Tensor], reverse: bool, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``flat (B, N) @ W.T + bias`` core by core, one GEMM per core on a row-major state (see :func:`_sweep_steps`).
 
     Returns:
-        The output as the matrix ``(m_1 ... m_d, b)``.
+        ``(B, M)``; last to first, the bias is added in the same pass as the final transpose.
     """
-    tail = batch
-    for k in range(len(cores) - 1, -1, -1):
-        r0, m, n, r1 = cores[k].shape
-        state = cores[k].reshape(r0 * m, n * r1) @ state.reshape(n * r1, -1)
-        if k > 0:
-            state = state.reshape(r0, m, cores[k - 1].shape[2], -1, tail).permute(2, 0, 3, 1, 4)
-        tail *= m
-    return state.reshape(-1, batch)
+    batch = flat.shape[0]
+    shapes = [tuple(int(x) for x in c.shape) for c in cores]
+    order = range(len(cores)) if reverse else range(len(cores) - 1, -1, -1)
+    state = flat
+    for k, (view, perm, rows, inner, cols) in zip(order, _sweep_steps(shapes, batch, reverse), strict=True):
+        a = state.reshape(view).permute(perm).reshape(rows, inner)
+        if reverse:
+            state = a @ cores[k].permute(0, 2, 1, 3).reshape(inner, cols)
+        else:
+            state = a @ cores[k].reshape(cols, inner).mT
+    if reverse:
+        out = state.reshape(batch, -1)
+        return out if bias is None else out + bias
+    view, perm = _output_order([s[1] for s in shapes], batch)
+    out = state.reshape(view).permute(perm)
+    return (
+        out.reshape(batch, -1) if bias is None else (out + bias.reshape(view[2], view[1])).reshape(batch, -1)
+    )
 
 
 def tt_matrix_linear(
@@ -228,21 +306,7 @@ def tt_matrix_linear(
         w = merged[0].reshape(n_out, n_in)
         out = flat @ w.mT if bias is None else torch.addmm(bias, flat, w.mT)
         return out.reshape(*lead, n_out)
-    batch = flat.shape[0]
-    g = len(merged)
-    if plan.reverse:
-        # The reversed chain of transposed cores is the same matrix with its digits reversed, so
-        # its sweep takes the input digits in natural order and yields the output digits reversed.
-        out = _sweep(flat.mT, [c.permute(3, 1, 2, 0) for c in reversed(merged)], batch)
-        mg = [int(c.shape[1]) for c in reversed(merged)]
-        out = out.reshape(*mg, batch).permute(g, *range(g - 1, -1, -1)).reshape(batch, n_out)
-    else:
-        ng = [int(c.shape[2]) for c in merged]
-        state = flat.reshape(batch, *ng).permute(*range(g, 0, -1), 0)
-        out = _sweep(state, merged, batch).mT
-    if bias is not None:
-        out = out + bias
-    return out.reshape(*lead, n_out)
+    return _sweep(flat, merged, plan.reverse, bias).reshape(*lead, n_out)
 
 
 def tt_matrix_rows(cores: Sequence[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:

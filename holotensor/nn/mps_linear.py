@@ -13,9 +13,18 @@ neighbouring cores, sweep the rest, either direction) are compared too, each pri
 count plus the elements its permutes copy (weighted by ``MOVE_COST``). The plan depends only on
 shapes, so ``torch.compile`` specializes it per batch size.
 
-The sweep's matmuls are small (inner sizes ``n_k r_k``), so on a CPU it beats a dense
-``nn.Linear`` only at low ranks (at batch 64: ranks up to ~4 for MiniLM-sized layers; see
-benchmarks/results/tt.md). Above that the layer's gain is parameters, not time.
+Whether the layer is faster than a dense ``nn.Linear`` depends mostly on the factorization.
+With balanced factors (``factorization="balanced"``, e.g. in ``(16, 24)``, out ``(32, 48)``) the
+sweep spends about ``(sqrt(in) + sqrt(out)) / 2`` times more of the dense flops than of its
+parameters, so it does more work than the dense matmul already at a few percent of the
+parameters. The default ``factorization="fast"`` picks the split whose sweep is cheapest at the
+requested ranks (see :func:`~holotensor.codecs.tensor_train.tt_matrix_factors`): skewed factors
+such as in ``(192, 2)``, out ``(2, 768)``, whose flops are about twice their parameter share.
+That layer is close to a rank-``r`` factorization. On a CPU (batch 64, one thread) it beat
+``nn.Linear`` on every MiniLM layer shape at up to a tenth of the parameters (1.1-4.8x on a
+loaded shared machine; least for 384 -> 384, whose dense matmul is only ~0.3 ms), and on
+MiniLM's trained weights it fit better than balanced factors at the same parameter count
+(rel. error 0.85 vs 0.88 at 8x, d = 2); benchmarks/results/tt.md, sections (b) and (c).
 
 References:
     A. Novikov, D. Podoprikhin, A. Osokin, D. Vetrov, "Tensorizing neural networks", NeurIPS 2015.
@@ -31,8 +40,8 @@ from torch import nn
 
 from holotensor.codecs.tensor_train import (
     TTMatrix,
-    factorize,
     tt_matrix,
+    tt_matrix_factors,
     tt_matrix_to_matrix,
     validate_tt_rank,
 )
@@ -41,9 +50,9 @@ from holotensor.codecs.tt_contract import tt_matrix_linear
 __all__ = ["MPSLinear"]
 
 
-def _factors(size: int, factors: Sequence[int] | None, d: int, what: str) -> tuple[int, ...]:
+def _check_factors(size: int, factors: Sequence[int] | None, d: int, what: str) -> tuple[int, ...] | None:
     if factors is None:
-        return factorize(size, d)
+        return None
     out = tuple(factors)
     if len(out) != d or math.prod(out) != size or any(isinstance(f, bool) or f < 1 for f in out):
         raise ValueError(f"{what} {out} must be {d} positive ints multiplying to {size}")
@@ -56,19 +65,23 @@ class MPSLinear(nn.Module):
     Args:
         in_features, out_features: sizes as in ``nn.Linear``.
         in_factors, out_factors: factorizations of the sizes (same length ``d``); ``None``
-            chooses balanced ones with :func:`~holotensor.codecs.tensor_train.factorize`
-            (``d`` from the other factorization, else 3).
+            chooses them by ``factorization`` (``d`` from the other factorization, else ``order``).
         ranks: bond ranks: an int for all bonds or ``d - 1`` values; capped at the largest useful rank.
         bias: learn an additive bias.
+        order: number of cores when no factors are given.
+        factorization: ``"fast"`` (the split whose contraction is cheapest at these ranks for
+            ``batch`` rows) or ``"balanced"`` (the classic near-equal factors); see
+            :func:`~holotensor.codecs.tensor_train.tt_matrix_factors`.
+        batch: the batch size the fast factorization is chosen for.
         device, dtype: where and how to allocate the parameters.
 
     Raises:
         ValueError: factors that do not fit the sizes, sizes without a useful factorization, bad ranks.
 
     Example:
-        >>> layer = MPSLinear(384, 1536, (6, 8, 8), (8, 12, 16), ranks=8)
-        >>> layer(torch.randn(4, 384)).shape
-        torch.Size([4, 1536])
+        >>> layer = MPSLinear(384, 1536, ranks=8, order=2)
+        >>> layer.in_factors, layer.out_factors, layer(torch.randn(4, 384)).shape
+        ((192, 2), (2, 768), torch.Size([4, 1536]))
     """
 
     def __init__(
@@ -80,6 +93,9 @@ class MPSLinear(nn.Module):
         ranks: int | Sequence[int] = 8,
         bias: bool = True,
         *,
+        order: int = 3,
+        factorization: str = "fast",
+        batch: int = 64,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -88,10 +104,22 @@ class MPSLinear(nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         given = in_factors if in_factors is not None else out_factors
-        d = len(tuple(given)) if given is not None else 3
+        d = len(tuple(given)) if given is not None else order
         self.in_features, self.out_features = in_features, out_features
-        self.in_factors = _factors(in_features, in_factors, d, "in_factors")
-        self.out_factors = _factors(out_features, out_factors, d, "out_factors")
+        in_f = _check_factors(in_features, in_factors, d, "in_factors")
+        out_f = _check_factors(out_features, out_factors, d, "out_factors")
+        if in_f is None or out_f is None:
+            in_f, out_f = tt_matrix_factors(
+                out_features,
+                in_features,
+                d,
+                ranks,
+                factorization=factorization,
+                batch=batch,
+                in_factors=in_f,
+                out_factors=out_f,
+            )
+        self.in_factors, self.out_factors = in_f, out_f
         self.ranks = validate_tt_rank(
             [m * n for m, n in zip(self.out_factors, self.in_factors, strict=True)], ranks
         )
@@ -150,6 +178,8 @@ class MPSLinear(nn.Module):
         in_factors: Sequence[int] | None = None,
         out_factors: Sequence[int] | None = None,
         order: int = 3,
+        factorization: str = "fast",
+        batch: int = 64,
     ) -> MPSLinear:
         """Compress a trained ``nn.Linear`` by TT-SVD of its weight.
 
@@ -159,7 +189,9 @@ class MPSLinear(nn.Module):
             linear: the layer to compress (its weight and bias are copied, not shared).
             max_rank: bond rank cap; ``None`` lets ``tol`` decide.
             tol: relative Frobenius error budget for the weight.
-            in_factors, out_factors, order: the factorization, as in :func:`~holotensor.codecs.tensor_train.tt_matrix`.
+            in_factors, out_factors, order, factorization, batch: the factorization, as in
+                :func:`~holotensor.codecs.tensor_train.tt_matrix` (but ``"fast"`` by default, like
+                the constructor; with ``tol`` alone it is priced at the largest useful ranks).
 
         Example:
             >>> lin = nn.Linear(64, 32)
@@ -169,7 +201,9 @@ class MPSLinear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"from_linear needs an nn.Linear, got {type(linear).__name__}")
         w = linear.weight.detach()
-        ttm = tt_matrix(w, in_factors, out_factors, max_rank, tol, order=order)
+        ttm = tt_matrix(
+            w, in_factors, out_factors, max_rank, tol, order=order, factorization=factorization, batch=batch
+        )
         layer = cls(
             linear.in_features,
             linear.out_features,

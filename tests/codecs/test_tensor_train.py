@@ -13,6 +13,7 @@ from holotensor.codecs.tensor_train import (
     TTTensor,
     factorize,
     tt_matrix,
+    tt_matrix_factors,
     tt_round,
     tt_svd,
     validate_tt_rank,
@@ -154,6 +155,51 @@ def test_tt_matrix_auto_factors() -> None:
     assert m.in_factors == (6, 8, 8)
     m2 = tt_matrix(torch.randn(36, 40, dtype=F64), (5, 8))
     assert m2.out_factors == (6, 6)
+
+
+def test_tt_matrix_factors_fast_is_the_cheapest_split() -> None:
+    from holotensor.codecs.tensor_train import _ordered_splits
+    from holotensor.codecs.tt_contract import sweep_cost
+
+    def cost(ins: tuple[int, ...], outs: tuple[int, ...], rank: int) -> int:
+        ranks = validate_tt_rank([m * n for m, n in zip(outs, ins, strict=True)], rank)
+        return sweep_cost([(ranks[k], outs[k], ins[k], ranks[k + 1]) for k in range(len(ins))], 64)
+
+    for out_size, in_size, d, rank in ((30, 24, 2, 3), (48, 40, 3, 2), (1536, 384, 2, 8)):
+        ins, outs = tt_matrix_factors(out_size, in_size, d, rank, factorization="fast")
+        assert math.prod(ins) == in_size and math.prod(outs) == out_size and len(ins) == len(outs) == d
+        best = min(
+            cost(i, o, rank) for i in _ordered_splits(in_size, d) for o in _ordered_splits(out_size, d)
+        )
+        assert cost(ins, outs, rank) == best
+        assert best < cost(factorize(in_size, d), factorize(out_size, d), rank)
+    assert tt_matrix_factors(1536, 384, 2, 8, factorization="fast") == ((192, 2), (2, 768))
+    assert tt_matrix_factors(1536, 384, 3) == ((6, 8, 8), (8, 12, 16))  # balanced by default
+    assert tt_matrix_factors(1536, 384, 2, 8, factorization="fast", out_factors=(32, 48))[1] == (32, 48)
+
+
+def test_tt_matrix_factors_rejects_bad_requests() -> None:
+    with pytest.raises(ValueError, match="factorization must be one of"):
+        tt_matrix_factors(8, 8, 2, factorization="skewed")
+    with pytest.raises(ValueError, match="prime"):
+        tt_matrix_factors(13, 8, 2, factorization="fast")
+    with pytest.raises(ValueError, match="no 3 factors"):
+        tt_matrix_factors(8, 4, 3, factorization="fast")
+    with pytest.raises(ValueError, match="batch"):
+        tt_matrix_factors(8, 8, 2, factorization="fast", batch=0)
+    with pytest.raises(ValueError, match=">= 1"):
+        tt_matrix_factors(8, 8, 2, 0, factorization="fast")
+    with pytest.raises(ValueError, match="multiply to"):
+        tt_matrix_factors(8, 8, 2, factorization="fast", in_factors=(2, 2))
+
+
+def test_tt_matrix_fast_factorization_round_trip() -> None:
+    w = torch.randn(30, 24, dtype=F64, generator=torch.Generator().manual_seed(4))
+    full = tt_matrix(w, order=2, factorization="fast")
+    assert (full.in_factors, full.out_factors) == tt_matrix_factors(30, 24, 2, factorization="fast")
+    assert rel_l2(w, full.to_matrix()) < 1e-13
+    low = tt_matrix(w, rank=2, order=2, factorization="fast")
+    assert low.rel_error == pytest.approx(rel_l2(w, low.to_matrix()), rel=1e-10)
 
 
 def test_factorize() -> None:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
 from holotensor.codecs.tensor_train import TTMatrix
 from holotensor.codecs.tt_contract import (
+    MOVE_COST,
     TTLinearPlan,
+    _copies,
+    _sweep_steps,
     plan_tt_linear,
     price_plan,
+    sweep_cost,
     tt_matrix_linear,
     tt_matrix_rows,
 )
@@ -30,7 +35,14 @@ def _tt_weight(seed: int, out_f: tuple[int, ...], in_f: tuple[int, ...], rank: i
 
 @pytest.mark.parametrize(
     ("out_f", "in_f", "rank"),
-    [((3,), (5,), 1), ((2, 3), (4, 2), 3), ((2, 3, 4), (3, 2, 2), 4), ((2, 1, 3, 2), (1, 3, 2, 2), 2)],
+    [
+        ((3,), (5,), 1),
+        ((2, 3), (4, 2), 3),
+        ((2, 3, 4), (3, 2, 2), 4),
+        ((2, 1, 3, 2), (1, 3, 2, 2), 2),
+        ((2, 12), (6, 2), 3),  # skewed, as the fast factorization picks
+        ((2, 2, 5), (5, 2, 2), 2),
+    ],
 )
 def test_every_contraction_plan_matches_dense(
     out_f: tuple[int, ...], in_f: tuple[int, ...], rank: int
@@ -88,13 +100,38 @@ def test_price_plan_counts() -> None:
     shapes = [(1, 2, 3, 4), (4, 5, 6, 1)]  # W is 10 x 18
     sweep = price_plan(shapes, 7, [(0, 1), (1, 2)])
     assert sweep.flops == 2 * 7 * (3 * 6 * 4 * 5 + 5 * 3 * 4 * 2)
-    assert sweep.moves == 7 * 3 * 4 * 5 + 7 * 18 + 7 * 10  # one permute, input and output transposes
+    # x.view(21, 6) needs no copy; the state before core 0 is permuted once, the output transposed once.
+    assert sweep.moves == 7 * 3 * 4 * 5 + 7 * 10
+    forward = price_plan(shapes, 7, [(0, 1), (1, 2)], True)
+    assert forward.flops == 2 * (7 * 6 * 3 * 8 + 7 * 2 * 24 * 5)
+    # The input and the state before core 1 are permuted, and each core once; the output is in order.
+    assert forward.moves == 7 * 18 + 7 * 6 * 2 * 4 + 24 + 120
     dense = price_plan(shapes, 7, [(0, 2)])
     assert dense.dense
     assert dense.flops == 2 * 2 * 3 * 4 * 5 * 6 + 2 * 7 * 10 * 18
     assert dense.moves == 2 * 3 * 5 * 6
     best = plan_tt_linear(shapes, 7)
-    assert best.cost == min(p.cost for p in (sweep, dense, price_plan(shapes, 7, [(0, 1), (1, 2)], True)))
+    assert best.cost == min(p.cost for p in (sweep, dense, forward))
+    assert sweep_cost(shapes, 7) == min(sweep.cost, forward.cost) == sweep.flops + MOVE_COST * sweep.moves
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(1, 2, 3, 4), (4, 5, 6, 1)],
+        [(1, 1, 8, 2), (2, 6, 1, 1)],
+        [(1, 96, 2, 3), (3, 2, 2, 3), (3, 2, 96, 1)],
+        [(1, 2, 2, 1), (1, 3, 1, 2), (2, 1, 3, 1)],
+    ],
+)
+def test_counted_moves_are_the_real_copies(shapes: list[tuple[int, int, int, int]], reverse: bool) -> None:
+    # A permute counted as free must really be a view of the state; one counted as a copy must not be.
+    batch = 3
+    for view, perm, rows, inner, _ in _sweep_steps(shapes, batch, reverse):
+        state = torch.randn(math.prod(view))
+        a = state.reshape(view).permute(perm).reshape(rows, inner)
+        assert (a.data_ptr() == state.data_ptr()) == (_copies(view, perm) == 0), (view, perm)
 
 
 def test_tt_matrix_rows_gradcheck() -> None:

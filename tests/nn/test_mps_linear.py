@@ -53,7 +53,7 @@ def test_from_linear_round_trip() -> None:
     low = MPSLinear.from_linear(lin, max_rank=4)
     assert low.ranks == (1, 4, 4, 1)
     assert low.rel_error == pytest.approx(rel_l2(lin.weight, low.dense_weight()), rel=1e-10)
-    by_tol = MPSLinear.from_linear(lin, tol=0.5)
+    by_tol = MPSLinear.from_linear(lin, tol=0.5, factorization="balanced")
     assert rel_l2(lin.weight, by_tol.dense_weight()) <= 0.5
     assert by_tol.n_params < sum(p.numel() for p in lin.parameters())
 
@@ -133,14 +133,16 @@ def test_state_dict_round_trip() -> None:
 
 def test_compile_aot_eager() -> None:
     torch._dynamo.reset()
-    layer = _layer()
-    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
-    for batch in (1, 64):  # the sweep and the dense plan
-        x = torch.randn(batch, 24, dtype=F64, requires_grad=True)
-        out = compiled(x)
-        torch.testing.assert_close(out, layer(x), rtol=1e-10, atol=1e-10)
-        out.sum().backward()
-        assert x.grad is not None and layer.cores[0].grad is not None
+    fast = MPSLinear(24, 60, ranks=3, order=2, dtype=F64)  # the fast split sweeps first to last
+    assert plan_tt_linear([tuple(c.shape) for c in fast.cores], 64).reverse
+    for layer in (_layer(), fast):
+        compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+        for batch in (1, 64):  # _layer: the last-to-first sweep and the dense plan
+            x = torch.randn(batch, 24, dtype=F64, requires_grad=True)
+            out = compiled(x)
+            torch.testing.assert_close(out, layer(x), rtol=1e-10, atol=1e-10)
+            out.sum().backward()
+            assert x.grad is not None and layer.cores[0].grad is not None
 
 
 @pytest.mark.slow
@@ -154,10 +156,38 @@ def test_compile_inductor() -> None:
 
 
 def test_extra_repr() -> None:
-    text = repr(MPSLinear(384, 1536, ranks=8))
+    text = repr(MPSLinear(384, 1536, ranks=8, factorization="balanced"))
     assert "in_factors=(6, 8, 8)" in text and "out_factors=(8, 12, 16)" in text
     assert "ranks=(1, 8, 8, 1)" in text
     assert "fewer than dense" in text
+
+
+def test_default_factorization_is_the_fast_one() -> None:
+    fast = MPSLinear(384, 1536, ranks=8, order=2)
+    assert (fast.in_factors, fast.out_factors) == ((192, 2), (2, 768))
+    balanced = MPSLinear(384, 1536, ranks=8, order=2, factorization="balanced")
+    assert (balanced.in_factors, balanced.out_factors) == ((16, 24), (32, 48))
+    # Far fewer flops at about the same parameters: the point of the default (see tt_matrix_factors).
+
+    def sweep_flops(layer: MPSLinear) -> int:
+        return plan_tt_linear([tuple(c.shape) for c in layer.cores], 64).flops
+
+    assert 4 * sweep_flops(fast) < sweep_flops(balanced)
+
+    kept = MPSLinear(384, 1536, in_factors=(16, 24), ranks=8)  # a given side is kept, the other chosen
+    assert (kept.in_factors, kept.out_factors) == ((16, 24), (768, 2))
+    x = torch.randn(5, 384)
+    torch.testing.assert_close(fast(x), fast.to_linear()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_from_linear_fast_factors() -> None:
+    torch.manual_seed(6)
+    lin = nn.Linear(64, 48, dtype=F64)
+    fast = MPSLinear.from_linear(lin, max_rank=4, order=2)
+    assert (fast.in_factors, fast.out_factors) == ((2, 32), (24, 2))
+    assert fast.rel_error == pytest.approx(rel_l2(lin.weight, fast.dense_weight()), rel=1e-10)
+    x = torch.randn(3, 64, dtype=F64)
+    torch.testing.assert_close(fast(x), x @ fast.dense_weight().T + lin.bias, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -169,6 +199,9 @@ def test_extra_repr() -> None:
         ({"in_features": 13, "out_features": 16}, "prime"),
         ({"in_features": 8, "out_features": 8, "ranks": 0}, ">= 1"),
         ({"in_features": 8, "out_features": 8, "in_factors": (2, 4), "ranks": (2, 2)}, "bond ranks"),
+        ({"in_features": 8, "out_features": 8, "factorization": "skewed"}, "factorization"),
+        ({"in_features": 8, "out_features": 8, "batch": 0}, "batch"),
+        ({"in_features": 4, "out_features": 8, "order": 3}, "no 3 factors"),
     ],
 )
 def test_bad_construction(kwargs: dict[str, object], match: str) -> None:
