@@ -8,10 +8,12 @@ fp32) is compressed with
 * the "codebook" codec at about 2 and 3 bits per weight (all codebooks and scales counted): plain
   k-means, and calibrated (GPTVQ codes + codebooks fitted to the layer outputs,
   ``CodebookLinear.from_linear(..., hessian=H)``),
-* the headline: calibrated codebooks at 2 bits with the tensors that gain most per weight (ranked
-  on the calibration text) at 3 bits, within 2.25 bits per weight, then codebooks, scales and
-  biases of all layers trained end to end (codes fixed) to match the original's token states and
-  pooled embeddings,
+* the headline: calibrated codebooks at four levels (d4 1x6b, 1x8b, 2x6b, 2x8b: about 1.5, 2, 3
+  and 4 bits per weight), a level chosen per tensor within 2.25 bits per weight by the embedding
+  cosine each move gains per bit on the calibration text
+  (:func:`models.calibration.allocate_levels`), then calibrated again with those levels, then
+  codebooks, scales and biases of all layers trained end to end (codes fixed) to match the
+  original's token states and pooled embeddings,
 
 and reported as relative L2 error per layer and over all layers, and as the mean cosine between
 the original and the compressed model's sentence embeddings on the committed sentence set
@@ -56,7 +58,7 @@ from holotensor.codecs.codebook import CodebookConfig  # noqa: E402
 from holotensor.dtypes import from_torch  # noqa: E402
 from holotensor.nn.codebook_linear import CodebookLinear  # noqa: E402
 from models import MiniLM, fidelity_of, load_sentences, mean_pool, reference_model  # noqa: E402
-from models.calibration import CALIBRATION_PATH, upgrade_order  # noqa: E402
+from models.calibration import CALIBRATION_PATH, allocate_levels  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET = 2.25
@@ -194,29 +196,14 @@ def run_codebook(
     }, modules
 
 
-def choose_upgrades(
-    weights: dict[str, torch.Tensor],
-    low: dict[str, CodebookLinear],
-    high: dict[str, CodebookLinear],
-    samples: list[str],
-    budget: float,
-) -> list[str]:
-    """Tensors moved from ``low`` to ``high``, most gain per weight first (ranked on the calibration
-    text, :func:`models.calibration.upgrade_order`), while the whole stays within ``budget``."""
-    dense = {
-        k: {n: m.to_linear().weight.detach() for n, m in mods.items()}
-        for k, mods in (("low", low), ("high", high))
-    }
-    order = upgrade_order(reference_model(), dense["low"], dense["high"], samples)
-    numel = sum(w.numel() for w in weights.values())
-    total = sum(m.bits_per_weight() * weights[n].numel() for n, m in low.items())
-    chosen = []
-    for name in order:
-        extra = (high[name].bits_per_weight() - low[name].bits_per_weight()) * weights[name].numel()
-        if (total + extra) / numel <= budget:
-            chosen.append(name)
-            total += extra
-    return chosen
+def allocate(
+    weights: dict[str, torch.Tensor], runs: list[dict[str, CodebookLinear]], samples: list[str], budget: float
+) -> dict[str, int]:
+    """A level (index into ``runs``) per tensor within ``budget`` bits per weight, chosen on the
+    calibration text by :func:`models.calibration.allocate_levels`."""
+    dense = [{n: m.to_linear().weight.detach() for n, m in run.items()} for run in runs]
+    bits = [{n: m.bits_per_weight() for n, m in run.items()} for run in runs]
+    return allocate_levels(reference_model(), dense, bits, samples, budget)
 
 
 def end_to_end(
@@ -234,7 +221,7 @@ def end_to_end(
     for layer in modules.values():
         groups += layer.decoder.param_groups(lr)
         if layer.bias is not None:
-            groups.append({"params": [layer.bias], "lr": lr * 0.1})
+            groups.append({"params": [layer.bias], "lr": lr})
     params = [p for g in groups for p in g["params"]]
     for p in params:
         p.requires_grad_(True)
@@ -319,8 +306,14 @@ def to_markdown(res: dict[str, object]) -> str:
         "",
         f"Headline: {res['headline']['method']}: **{res['headline']['bits_per_weight']:.4f} bits/weight** "
         f"({res['headline']['file_bits_per_weight']:.4f} as an HCT V2 file, header included), mean embedding "
-        f"cosine **{res['headline']['embedding_mean_cosine']:.4f}** (target >= 0.95 at <= {BUDGET}); tensors "
-        f"at 3 bits: {', '.join(n.removeprefix('encoder.').removesuffix('.weight') for n in res['headline']['upgraded']) or 'none'}.",
+        f"cosine **{res['headline']['embedding_mean_cosine']:.4f}** (target >= 0.95 at <= {BUDGET}). Tensors "
+        "off the 2-bit level: "
+        + ", ".join(
+            f"{n.removeprefix('encoder.').removesuffix('.weight')} ({c.removeprefix('vq ').removesuffix(' channel')})"
+            for n, c in res["headline"]["levels"].items()
+            if c != res["headline"]["base_level"]
+        )
+        + ".",
         "",
         "| method | bits / weight | rel. L2 (all layers) | embedding cosine mean | min | similarity Spearman "
         "| seconds |",
@@ -377,7 +370,7 @@ def main() -> None:
     args = parser.parse_args()
     iters = 3 if args.quick else 6
     layer_steps = 5 if args.quick else 20
-    e2e_steps = args.steps if args.steps is not None else (10 if args.quick else 120)
+    e2e_steps = args.steps if args.steps is not None else (10 if args.quick else 200)
     t_start = time.perf_counter()
     weights = _minilm_linears()
     numel = sum(w.numel() for w in weights.values())
@@ -390,27 +383,33 @@ def main() -> None:
             row, approx = run_blockquant(weights, bits, hessians)
             methods.append(_with_fidelity(row, approx))
             _report(row)
-    low_cfg = CodebookConfig(dim=4, bits=8, codebooks=1, iters=iters)
-    high_cfg = CodebookConfig(dim=4, bits=6, codebooks=2, iters=iters)
-    runs = {}
-    for cfg in (low_cfg, high_cfg):
-        for calibrated in (False, True):
-            label = f"codebook {cfg.describe()}" + (" GPTVQ calibrated" if calibrated else "")
-            row, modules = run_codebook(
-                weights, dict.fromkeys(weights, cfg), label, samples=samples if calibrated else None,
-                steps=layer_steps,
-            )  # fmt: skip
-            methods.append(
-                _with_fidelity(row, {k: m.to_linear().weight.detach() for k, m in modules.items()})
-            )
-            _report(row)
-            runs[cfg, calibrated] = modules
+    levels = [
+        CodebookConfig(dim=4, bits=bits, codebooks=stages, iters=iters)
+        for bits, stages in ((6, 1), (8, 1), (6, 2), (8, 2))
+    ]
+    for cfg in levels[1:3]:
+        row, modules = run_codebook(weights, dict.fromkeys(weights, cfg), f"codebook {cfg.describe()}")
+        methods.append(_with_fidelity(row, {k: m.to_linear().weight.detach() for k, m in modules.items()}))
+        _report(row)
+    runs = []
+    for cfg in levels:
+        row, modules = run_codebook(
+            weights, dict.fromkeys(weights, cfg), f"codebook {cfg.describe()} GPTVQ calibrated", samples=samples,
+            steps=layer_steps,
+        )  # fmt: skip
+        methods.append(_with_fidelity(row, {k: m.to_linear().weight.detach() for k, m in modules.items()}))
+        _report(row)
+        runs.append(modules)
     t0 = time.perf_counter()
-    upgraded = choose_upgrades(weights, runs[low_cfg, True], runs[high_cfg, True], samples, BUDGET)
-    configs = {n: high_cfg if n in upgraded else low_cfg for n in weights}
-    label = f"codebook {low_cfg.describe()}, {len(upgraded)} tensors {high_cfg.describe()}, GPTVQ calibrated"
+    level_of = allocate(weights, runs, samples, BUDGET)
+    configs = {n: levels[level_of[n]] for n in weights}
+    counts = ", ".join(
+        f"{sum(v == i for v in level_of.values())}x {cfg.describe().removeprefix('vq ').removesuffix(' channel')}"
+        for i, cfg in enumerate(levels)
+    )
+    label = f"codebook GPTVQ, bits allocated per tensor ({counts})"
     row, modules = run_codebook(weights, configs, label, samples=samples, steps=layer_steps)
-    row["seconds"] = time.perf_counter() - t0  # ranking the upgrades included
+    row["seconds"] = time.perf_counter() - t0  # the allocation included
     methods.append(_with_fidelity(row, {k: m.to_linear().weight.detach() for k, m in modules.items()}))
     _report(row)
     tuned, losses, seconds = end_to_end(modules, samples, e2e_steps, batch=16, lr=2e-3)
@@ -420,7 +419,8 @@ def main() -> None:
         "config": row["config"],
         "bits_per_weight": row["bits_per_weight"],
         "file_bits_per_weight": bits_file,
-        "upgraded": upgraded,
+        "levels": {n: configs[n].describe() for n in weights},
+        "base_level": levels[1].describe(),
         "rel_l2": _total_rel_l2(weights, tuned),
         "seconds": row["seconds"] + seconds,
         "layers": [

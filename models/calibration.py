@@ -29,7 +29,14 @@ from safetensors.torch import load_file
 from holotensor.api.calibrate import collect_hessians, read_calibration_text, save_hessians
 from models.minilm import MiniLM
 
-__all__ = ["CALIBRATION_PATH", "DEFAULT_SAMPLES", "encoder_hessians", "minilm_hessians", "upgrade_order"]
+__all__ = [
+    "CALIBRATION_PATH",
+    "DEFAULT_SAMPLES",
+    "allocate_levels",
+    "encoder_hessians",
+    "minilm_hessians",
+    "upgrade_order",
+]
 
 CALIBRATION_PATH = Path(__file__).resolve().parent / "data" / "calibration.txt"
 """200 everyday sentences written for calibration, disjoint from the evaluation sentences."""
@@ -99,6 +106,94 @@ def upgrade_order(
     floor = cosine_with({})
     gain = {n: (cosine_with({n: high[n]}) - floor) * total / low[n].numel() for n in low}
     return sorted(gain, key=gain.__getitem__, reverse=True)
+
+
+def allocate_levels(
+    model: MiniLM,
+    levels: Sequence[Mapping[str, torch.Tensor]],
+    bits: Sequence[Mapping[str, float]],
+    samples: Sequence[str],
+    budget: float,
+    *,
+    start: int = 1,
+    exchanges: int = 8,
+) -> dict[str, int]:
+    """A quality level per tensor that keeps the mean bits per weight within ``budget``.
+
+    ``levels[i]`` holds every tensor's dequantized weights at level ``i`` (ascending bits) and
+    ``bits[i]`` its bits per weight there. From level ``start`` everywhere, tensors move one level
+    up at a time, the move with the most embedding cosine (on the calibration ``samples``, never
+    the evaluation sentences) per bit first: a lazy greedy that re-measures a move whose gain
+    was priced against an older state before taking it. Then moves one level down are tried in
+    order of least loss per bit (the ``exchanges`` cheapest); each one's saving is spent on
+    up-moves, and the exchange is kept only if the cosine rises.
+
+    Raises:
+        ValueError: fewer than two levels, tensors missing from a level, or a start level already
+            over ``budget``.
+    """
+    from holotensor.analysis import embedding_fidelity
+
+    if len(levels) < 2 or len(bits) != len(levels):
+        raise ValueError("allocate_levels needs two or more levels, with bits for each")
+    names = list(levels[start])
+    if any(set(level) != set(names) or set(b) != set(names) for level, b in zip(levels, bits, strict=True)):
+        raise ValueError("every level must hold the same tensors")
+    numel = {n: levels[start][n].numel() for n in names}
+    total = sum(numel.values())
+    reference = model.encode(list(samples))
+    base_state = dict(model.state_dict())
+
+    def cosine(at: Mapping[str, int]) -> float:
+        state = {**base_state, **{n: levels[at[n]][n] for n in names}}
+        candidate = MiniLM.from_state_dict(state, model.config, tokenizer=model.tokenizer)
+        return float(embedding_fidelity(reference, candidate.encode(list(samples)))["mean_cosine"])
+
+    def cost(at: Mapping[str, int]) -> float:
+        return sum(bits[at[n]][n] * numel[n] for n in names) / total
+
+    def step_bits(n: str, frm: int, to: int) -> float:
+        return abs(bits[to][n] - bits[frm][n]) * numel[n] / total
+
+    def gain_of(at: Mapping[str, int], now: float, n: str, step: int) -> float:
+        """Cosine change per bit of moving ``n`` by ``step`` levels from ``at`` (cosine ``now``)."""
+        return (cosine({**at, n: at[n] + step}) - now) / step_bits(n, at[n], at[n] + step)
+
+    def climb(at: dict[str, int], now: float, gain: dict[str, float]) -> tuple[dict[str, int], float]:
+        """Lazy greedy up-moves within the budget; ``gain`` (possibly stale estimates) is updated."""
+        while True:
+            fits = [n for n in gain if cost({**at, n: at[n] + 1}) <= budget]
+            if not fits:
+                return at, now
+            best = max(fits, key=gain.__getitem__)
+            fresh = gain_of(at, now, best, 1)
+            if fresh < max((gain[n] for n in fits if n != best), default=fresh):
+                gain[best] = fresh  # priced against an older state: re-queue
+                continue
+            if fresh <= 0:
+                return at, now
+            now += fresh * step_bits(best, at[best], at[best] + 1)
+            at = {**at, best: at[best] + 1}
+            gain.pop(best)
+            if at[best] + 1 < len(levels):
+                gain[best] = gain_of(at, now, best, 1)
+
+    at = dict.fromkeys(names, start)
+    if cost(at) > budget:
+        raise ValueError(f"level {start} everywhere already takes {cost(at):.4f} > {budget} bits per weight")
+    now = cosine(at)
+    gain = {n: gain_of(at, now, n, 1) for n in names if start + 1 < len(levels)}
+    at, now = climb(at, now, gain)
+    loss = {n: -gain_of(at, now, n, -1) for n in names if at[n] > 0}
+    for n in sorted(loss, key=loss.__getitem__)[:exchanges]:
+        down = {**at, n: at[n] - 1}
+        trial_gain = {m: g for m, g in gain.items() if m != n}
+        if down[n] + 1 < len(levels):
+            trial_gain[n] = loss[n]  # moving back up regains what the move down lost
+        trial, got = climb(down, now - loss[n] * step_bits(n, at[n], down[n]), trial_gain)
+        if got > now:
+            at, now, gain = trial, got, trial_gain
+    return at
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,3 +69,29 @@ def test_upgrade_order_ranks_the_damaged_tensor_first():
     low = {names[0]: original[names[0]] + 0.05 * torch.randn(original[names[0]].shape, generator=g),
            names[1]: original[names[1]] + 1e-4 * torch.randn(original[names[1]].shape, generator=g)}
     assert upgrade_order(ref, low, original, SAMPLES) == names
+
+
+def test_allocate_levels_spends_the_budget_where_it_gains_most():
+    from models.calibration import allocate_levels
+
+    ref = reference_model()
+    a, b = "encoder.layer.0.attention.self.value.weight", "encoder.layer.3.attention.self.query.weight"
+    original = {n: ref.state_dict()[n] for n in (a, b)}
+    g = torch.Generator().manual_seed(0)
+
+    def noisy(scale_a: float, scale_b: float) -> dict[str, torch.Tensor]:
+        return {a: original[a] + scale_a * torch.randn(original[a].shape, generator=g),
+                b: original[b] + scale_b * torch.randn(original[b].shape, generator=g)}  # fmt: skip
+
+    levels = [noisy(0.1, 0.1), noisy(0.05, 1e-4), original]
+    bits = [dict.fromkeys((a, b), float(i + 1)) for i in range(3)]
+    # one move up fits (mean 2.5 bits): the badly damaged tensor gets it
+    assert allocate_levels(ref, levels, bits, SAMPLES, 2.5) == {a: 2, b: 1}
+    assert allocate_levels(ref, levels, bits, SAMPLES, 2.0) == {a: 1, b: 1}
+    assert allocate_levels(ref, levels, bits, SAMPLES, 3.0) == {a: 2, b: 2}
+    with pytest.raises(ValueError, match="already takes"):
+        allocate_levels(ref, levels, bits, SAMPLES, 1.5)
+    with pytest.raises(ValueError, match="two or more levels"):
+        allocate_levels(ref, levels[:1], bits[:1], SAMPLES, 2.5, start=0)
+    with pytest.raises(ValueError, match="same tensors"):
+        allocate_levels(ref, [levels[0], {a: original[a]}], bits[:2], SAMPLES, 2.5, start=0)
