@@ -173,3 +173,18 @@ def test_param_groups_scale_the_learning_rate_of_scales() -> None:
     assert groups[0]["lr"] == 0.1 and groups[1]["lr"] == pytest.approx(0.1 * mean)
     unscaled = CodebookLinear.from_linear(_linear(), CodebookConfig(dim=4, bits=4, scale=None, iters=2))
     assert len(unscaled.decoder.param_groups(0.1)) == 1
+
+
+def test_a_calibrated_layer_saves_as_plain_codebook(tmp_path) -> None:
+    from holotensor.api import load_file, safe_open, save_file
+    from holotensor.api.calibrate import quantized_policy
+
+    lin = _linear(64, 32)
+    x = torch.randn(200, 64)
+    layer = CodebookLinear.from_linear(lin, CFG, hessian=x.T @ x, steps=5)
+    codes = {"l.weight": layer.decoder.to_codebook_tensor()}
+    save_file({"l.weight": lin.weight.detach(), "l.bias": layer.bias.detach()}, tmp_path / "m.hct",
+              policy=quantized_policy(codes, CFG))  # fmt: skip
+    with safe_open(tmp_path / "m.hct") as f:
+        assert f.entry("l.weight").codec.name == "codebook"
+    assert torch.equal(load_file(tmp_path / "m.hct")["l.weight"], layer.to_linear().weight)
