@@ -235,6 +235,7 @@ def gptvq_quantize(
     if not isinstance(w, torch.Tensor) or w.dim() < 1:
         raise ValueError("calibrated codebook quantization needs a weight with at least one dimension")
     h = check_hessian(hessian, w.shape[-1])
+    w = w.detach().cpu()  # calibration runs on the CPU, as GPTQ's does here
     ct = vm.quantize(w, dim=dim, bits=bits, stages=stages, scale=scale, iters=iters, beam=beam, seed=seed,
                      importance=h.diagonal().float())  # fmt: skip
     ct = gptvq_codes(w, h, ct, damp=damp, beam=beam)
