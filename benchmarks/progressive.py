@@ -45,6 +45,7 @@ def _configs() -> dict[str, CodecConfig]:
         "lowrank r=192 F16 x4": LowRankConfig(rank=192, fragments=4, factor_dtype="F16"),
         "spectral keep=0.5 F16 x4": SpectralConfig(keep=0.5, fragments=4),
         "tt rank=64 F16 x4": TTConfig(rank=64, fragments=4, core_dtype="F16"),
+        "tt rank=64 I8 x4": TTConfig(rank=64, fragments=4, core_dtype="I8"),
     }
 
 
