@@ -44,6 +44,7 @@ from holotensor.codecs import quant_math as qm
 __all__ = [
     "HessianAccumulator",
     "activation_clip_quantize",
+    "check_damp",
     "check_hessian",
     "gptq_quantize",
     "hqq_quantize",
@@ -301,6 +302,12 @@ def activation_clip_quantize(
     return _result(qm.codes_grouped(xg, s, z, lo, hi), s, z, lo, shape, bits, group_size, sdt)
 
 
+def check_damp(damp: float) -> None:
+    """``ValueError`` unless ``damp`` (diagonal damping as a fraction of ``mean(diag H)``) is in (0, 1]."""
+    if isinstance(damp, bool) or not isinstance(damp, (int, float)) or not 0 < damp <= 1:
+        raise ValueError(f"damp must be in (0, 1], got {damp!r}")
+
+
 def inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
     """Upper Cholesky factor of ``(H + damp * mean(diag H) * I)^-1`` (float32); more damping if needed."""
     k = h.shape[0]
@@ -352,8 +359,7 @@ def gptq_quantize(
         torch.Size([32, 128])
     """
     wf, lo, hi, sdt = _prepare(w, bits, group_size, symmetric, scale_dtype)
-    if not isinstance(damp, (int, float)) or not 0 < damp <= 1:
-        raise ValueError(f"damp must be in (0, 1], got {damp!r}")
+    check_damp(damp)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     rows, k = wf.shape

@@ -28,7 +28,7 @@ import itertools
 import torch
 
 from holotensor.codecs import vq_math as vm
-from holotensor.codecs.calibration import check_hessian, inverse_cholesky
+from holotensor.codecs.calibration import check_damp, check_hessian, inverse_cholesky
 
 __all__ = ["fit_codebooks", "gptvq_codes", "gptvq_quantize", "param_groups"]
 
@@ -94,8 +94,7 @@ def gptvq_codes(
         >>> gptvq_codes(w, x.T @ x, ct).codes.shape
         torch.Size([1, 16, 8])
     """
-    if not isinstance(damp, (int, float)) or isinstance(damp, bool) or not 0 < damp <= 1:
-        raise ValueError(f"damp must be in (0, 1], got {damp!r}")
+    check_damp(damp)
     _check_positive_int("beam", beam)
     _check_positive_int("block_size", block_size)
     wf = _weight_rows(w, ct.shape)
@@ -244,10 +243,4 @@ def gptvq_quantize(
     cbs = ct.codebooks.float().clone()
     sc = None if ct.scales is None else ct.scales.float().clone()
     fit_codebooks(cbs, sc, ct.codes, w, h, steps=steps, lr=lr)
-    stored = cbs.half()
-    scales = None if sc is None else sc.half()
-    if not bool(torch.isfinite(stored).all()) or (
-        scales is not None and not bool(torch.isfinite(scales).all())
-    ):
-        raise ValueError("a fitted codebook entry or scale overflows fp16")
-    return vm.CodebookTensor(ct.codes, stored, scales, ct.shape, ct.bits)
+    return vm.CodebookTensor.rounded(ct.codes, cbs, sc, ct.shape, ct.bits)

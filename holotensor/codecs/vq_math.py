@@ -458,6 +458,26 @@ class CodebookTensor:
         if self.scales is not None and tuple(self.scales.shape) != (n,):
             raise ValueError(f"scales must have shape {(n,)}, got {tuple(self.scales.shape)}")
 
+    @classmethod
+    def rounded(
+        cls,
+        codes: torch.Tensor,
+        codebooks: torch.Tensor,
+        scales: torch.Tensor | None,
+        shape: tuple[int, ...],
+        bits: int,
+    ) -> CodebookTensor:
+        """The tensor with float ``codebooks`` and ``scales`` rounded to fp16, as the codec stores them.
+
+        Raises:
+            ValueError: a codebook entry or scale overflows fp16, or the parts do not fit together.
+        """
+        cbs = codebooks.detach().half()
+        sc = None if scales is None else scales.detach().half()
+        if not bool(torch.isfinite(cbs).all()) or (sc is not None and not bool(torch.isfinite(sc).all())):
+            raise ValueError("a codebook entry or scale overflows fp16")
+        return cls(codes, cbs, sc, tuple(shape), bits)
+
     @property
     def stages(self) -> int:
         return self.codebooks.shape[0]
@@ -544,8 +564,6 @@ def quantize(
     h = None if h is None else h.to(x.device)
     gen = torch.Generator().manual_seed(seed)
     codebooks, codes = fit(x, stages, bits, iters, beam=beam, weights=h, generator=gen)
-    stored = codebooks.to(torch.float16)
-    if not bool(torch.isfinite(stored).all()):
-        raise ValueError("a codebook entry overflows fp16")
-    codes = assign(x, stored.float(), beam, h)
-    return CodebookTensor(codes.reshape(stages, n, -1), stored, scales, shape, bits)
+    ct = CodebookTensor.rounded(codes.reshape(stages, n, -1), codebooks, scales, shape, bits)
+    codes = assign(x, ct.codebooks.float(), beam, h)  # the codes of the entries as stored
+    return CodebookTensor(codes.reshape(stages, n, -1), ct.codebooks, ct.scales, shape, bits)

@@ -78,13 +78,7 @@ class CodebookDecoder(nn.Module):
         Raises:
             ValueError: a codebook entry or scale overflows fp16.
         """
-        cbs = self.codebooks.detach().half()
-        scales = None if self.scales is None else self.scales.detach().half()
-        if not bool(torch.isfinite(cbs).all()) or (
-            scales is not None and not bool(torch.isfinite(scales).all())
-        ):
-            raise ValueError("a trained codebook entry or scale overflows fp16")
-        return vm.CodebookTensor(self.codes.long(), cbs, scales, self.shape, self.bits)
+        return vm.CodebookTensor.rounded(self.codes.long(), self.codebooks, self.scales, self.shape, self.bits)
 
     def extra_repr(self) -> str:
         m, k, d = self.codebooks.shape
