@@ -138,71 +138,52 @@ def calibrate_tensor(
     return cal.gptq_quantize(weight, hessian, *settings)
 
 
-def _blockquant_fields(config: BlockQuantConfig) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(BlockQuantConfig)}
-
-
 @dataclass(frozen=True)
-class CalibratedBlockQuant(BlockQuantConfig):
-    """A blockquant config whose codes come from a calibration method; stored as plain "blockquant".
+class _PresetCodes:
+    """Mixed into a quantizing codec config: its codes come from ``quantizer``, not from the codec.
 
-    Only the :class:`BlockQuantConfig` fields reach the file header, so readers need nothing
-    new. ``quantizer`` maps the tensor to its codes (for a precomputed result, a function
-    returning it).
+    Only the codec config's own fields reach the file header, so the file holds plain tensors of
+    that codec and readers need nothing new. ``quantizer`` maps the tensor to its codes (for a
+    precomputed result, a function returning it).
     """
 
-    quantizer: Callable[[torch.Tensor], qm.QuantizedTensor] | None = field(
-        default=None, compare=False, repr=False
-    )
+    quantizer: Callable[[torch.Tensor], Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        super().__post_init__()  # the codec config's own checks
         if not callable(self.quantizer):
-            raise ValueError("CalibratedBlockQuant needs a quantizer callable")
+            raise ValueError(f"{type(self).__name__} needs a quantizer callable")
 
     def to_dict(self) -> dict[str, Any]:
-        return _blockquant_fields(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "quantizer"}
 
-    def quantize(self, tensor: torch.Tensor) -> qm.QuantizedTensor:
+    def quantize(self, tensor: torch.Tensor, **_settings: Any) -> Any:
+        """The calibrated codes of ``tensor`` (the codec's own quantization settings do not apply)."""
         quantizer = self.quantizer
         if quantizer is None:  # only reachable by bypassing __post_init__
-            raise ValueError("CalibratedBlockQuant needs a quantizer callable")
+            raise ValueError(f"{type(self).__name__} needs a quantizer callable")
         return quantizer(tensor)
 
 
 @dataclass(frozen=True)
-class CalibratedCodebook(CodebookConfig):
-    """A codebook config whose codes come from calibration; stored as plain "codebook".
+class CalibratedBlockQuant(_PresetCodes, BlockQuantConfig):
+    """A blockquant config whose codes (a :class:`~holotensor.codecs.quant_math.QuantizedTensor`)
+    come from a calibration method; stored as plain "blockquant"."""
 
-    Only the :class:`~holotensor.codecs.codebook.CodebookConfig` fields reach the file header.
-    ``quantizer`` maps the tensor to its :class:`~holotensor.codecs.vq_math.CodebookTensor`.
-    """
 
-    quantizer: Callable[[torch.Tensor], vm.CodebookTensor] | None = field(
-        default=None, compare=False, repr=False
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not callable(self.quantizer):
-            raise ValueError("CalibratedCodebook needs a quantizer callable")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(CodebookConfig)}
-
-    def quantize(self, tensor: torch.Tensor, **_settings: Any) -> vm.CodebookTensor:
-        """The calibrated codes of ``tensor`` (k-means and calibration settings do not apply)."""
-        quantizer = self.quantizer
-        if quantizer is None:  # only reachable by bypassing __post_init__
-            raise ValueError("CalibratedCodebook needs a quantizer callable")
-        return quantizer(tensor)
+@dataclass(frozen=True)
+class CalibratedCodebook(_PresetCodes, CodebookConfig):
+    """A codebook config whose codes (a :class:`~holotensor.codecs.vq_math.CodebookTensor`) come
+    from calibration; stored as plain "codebook"."""
 
 
 def _calibrated(config: QuantConfig, quantizer: Callable[[torch.Tensor], Any]) -> CodecConfig:
-    if isinstance(config, CodebookConfig):
-        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(CodebookConfig)}
-        return CalibratedCodebook(**fields, quantizer=quantizer)
-    return CalibratedBlockQuant(**_blockquant_fields(config), quantizer=quantizer)
+    kind, base = (
+        (CalibratedCodebook, CodebookConfig)
+        if isinstance(config, CodebookConfig)
+        else (CalibratedBlockQuant, BlockQuantConfig)
+    )
+    return kind(**{f.name: getattr(config, f.name) for f in dataclasses.fields(base)}, quantizer=quantizer)
 
 
 def _lazy_quantizer(
