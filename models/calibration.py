@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -79,6 +79,21 @@ def minilm_hessians(
     return encoder_hessians(MiniLM.from_state_dict(tensors), list(samples)[:limit])
 
 
+def _cosine_scorer(model: MiniLM, samples: Sequence[str]) -> Callable[[Mapping[str, torch.Tensor]], float]:
+    """``score(weights)``: mean embedding cosine on ``samples`` of ``model`` with ``weights`` swapped in."""
+    from holotensor.analysis import embedding_fidelity
+
+    texts = list(samples)
+    reference = model.encode(texts)
+    base_state = dict(model.state_dict())
+
+    def score(weights: Mapping[str, torch.Tensor]) -> float:
+        candidate = MiniLM.from_state_dict({**base_state, **weights}, model.config, tokenizer=model.tokenizer)
+        return float(embedding_fidelity(reference, candidate.encode(texts))["mean_cosine"])
+
+    return score
+
+
 def upgrade_order(
     model: MiniLM,
     low: Mapping[str, torch.Tensor],
@@ -92,15 +107,10 @@ def upgrade_order(
     divided by its share of the weights. Ranking on calibration text keeps the evaluation
     sentences out of the choice.
     """
-    from holotensor.analysis import embedding_fidelity
-
-    reference = model.encode(list(samples))
-    base_state = dict(model.state_dict())
+    score = _cosine_scorer(model, samples)
 
     def cosine_with(weights: Mapping[str, torch.Tensor]) -> float:
-        state = {**base_state, **low, **weights}
-        candidate = MiniLM.from_state_dict(state, model.config, tokenizer=model.tokenizer)
-        return float(embedding_fidelity(reference, candidate.encode(list(samples)))["mean_cosine"])
+        return score({**low, **weights})
 
     total = sum(t.numel() for t in low.values())
     floor = cosine_with({})
@@ -132,8 +142,6 @@ def allocate_levels(
         ValueError: fewer than two levels, tensors missing from a level, or a start level already
             over ``budget``.
     """
-    from holotensor.analysis import embedding_fidelity
-
     if len(levels) < 2 or len(bits) != len(levels):
         raise ValueError("allocate_levels needs two or more levels, with bits for each")
     names = list(levels[start])
@@ -141,13 +149,10 @@ def allocate_levels(
         raise ValueError("every level must hold the same tensors")
     numel = {n: levels[start][n].numel() for n in names}
     total = sum(numel.values())
-    reference = model.encode(list(samples))
-    base_state = dict(model.state_dict())
+    score = _cosine_scorer(model, samples)
 
     def cosine(at: Mapping[str, int]) -> float:
-        state = {**base_state, **{n: levels[at[n]][n] for n in names}}
-        candidate = MiniLM.from_state_dict(state, model.config, tokenizer=model.tokenizer)
-        return float(embedding_fidelity(reference, candidate.encode(list(samples)))["mean_cosine"])
+        return score({n: levels[at[n]][n] for n in names})
 
     def cost(at: Mapping[str, int]) -> float:
         return sum(bits[at[n]][n] * numel[n] for n in names) / total
