@@ -58,7 +58,7 @@ from holotensor.codecs.codebook import CodebookConfig  # noqa: E402
 from holotensor.dtypes import from_torch  # noqa: E402
 from holotensor.nn.codebook_linear import CodebookLinear  # noqa: E402
 from models import MiniLM, fidelity_of, load_sentences, mean_pool, reference_model  # noqa: E402
-from models.calibration import CALIBRATION_PATH, allocate_levels  # noqa: E402
+from models.calibration import CALIBRATION_PATH, allocate_levels, encoder_hessians  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET = 2.25
@@ -77,26 +77,6 @@ def _minilm_linears() -> dict[str, torch.Tensor]:
         for name, module in reference_model().named_modules()
         if isinstance(module, nn.Linear)
     }
-
-
-def _hessians(model: nn.Module, names: list[str], samples: list[str]) -> dict[str, torch.Tensor]:
-    """``X^T X`` (float64) of each named Linear's inputs on ``samples`` (real tokens only)."""
-    ids, mask = model.tokenizer(samples)
-    keep = mask.bool().reshape(-1)
-    out: dict[str, torch.Tensor] = {}
-    hooks = []
-    for name in names:
-
-        def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
-            x = args[0].detach().reshape(-1, args[0].shape[-1])[keep].double()
-            out[name] = x.T @ x
-
-        hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
-    with torch.no_grad():
-        model(ids, mask)
-    for h in hooks:
-        h.remove()
-    return out
 
 
 def _layer_row(name: str, w: torch.Tensor, approx: torch.Tensor, bits: float) -> dict[str, object]:
@@ -171,11 +151,12 @@ def run_codebook(
     layers, modules, total_bits = [], {}, 0.0
     t0 = time.perf_counter()
     for names in _blocks(weights):
-        hessians = _hessians(student, names, samples) if samples is not None else {}
+        # the Linears still uncompressed; earlier blocks are CodebookLinears already
+        hessians = encoder_hessians(student, samples) if samples is not None else {}
         for mod_name in names:
             name = mod_name + ".weight"
             layer = CodebookLinear.from_linear(
-                ref.get_submodule(mod_name), configs[name], hessian=hessians.get(mod_name), steps=steps
+                ref.get_submodule(mod_name), configs[name], hessian=hessians.get(name), steps=steps
             )
             _swap(student, mod_name, layer)
             modules[name] = layer
@@ -375,8 +356,7 @@ def main() -> None:
     weights = _minilm_linears()
     numel = sum(w.numel() for w in weights.values())
     samples = _samples()
-    one_pass = _hessians(reference_model(), [n.removesuffix(".weight") for n in weights], samples)
-    one_pass = {n + ".weight": h for n, h in one_pass.items()}
+    one_pass = encoder_hessians(reference_model(), samples)
     methods = []
     for bits in (2, 3):
         for hessians in (None, one_pass):
